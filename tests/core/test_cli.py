@@ -1,0 +1,60 @@
+"""The CLI: presets, overrides, and one-line errors with a non-zero exit for bad names."""
+
+import textwrap
+
+import pytest
+
+from tests.helpers import run_main
+
+CONFIG = textwrap.dedent("""
+    import ml_collections
+    from hw4_jax.core import presets
+
+    def _base():
+      c = ml_collections.ConfigDict()
+      c.task = "{task}"
+      c.mode = "train"
+      return c
+
+    def get_config(arg=None):
+      return presets.choose(arg, {{"default": _base, "cpu": _base}})
+    """)
+
+
+def _config(tmp_path, task):
+  path = tmp_path / f"cfg_{task}.py"
+  path.write_text(CONFIG.format(task=task))
+  return str(path)
+
+
+def _one_line_error(proc):
+  lines = [l for l in proc.stderr.splitlines() if l.strip()]
+  assert proc.returncode != 0
+  assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+  return lines[0]
+
+
+def test_unknown_task_lists_valid_tasks(tmp_path):
+  line = _one_line_error(run_main(f"--config={_config(tmp_path, 'nerf')}", f"--workdir={tmp_path}/w"))
+  assert "unknown task 'nerf'" in line and "dvgo" in line and "byol" in line
+  assert not (tmp_path / "w").exists()
+
+
+def test_unknown_preset_lists_valid_presets(tmp_path):
+  line = _one_line_error(run_main(f"--config={_config(tmp_path, 'dvgo')}:fast", f"--workdir={tmp_path}/w"))
+  assert "unknown preset 'fast'" in line and "default, cpu" in line
+
+
+def test_unknown_override_key_and_missing_config_file(tmp_path):
+  line = _one_line_error(run_main(f"--config={_config(tmp_path, 'dvgo')}", "--config.nope=1",
+                                  f"--workdir={tmp_path}/w"))
+  assert "unknown config key 'nope'" in line
+  line = _one_line_error(run_main(f"--config={tmp_path}/absent.py", f"--workdir={tmp_path}/w"))
+  assert "absent.py" in line
+
+
+@pytest.mark.parametrize("task", ["dvgo", "byol"])
+def test_unknown_mode_lists_valid_modes(tmp_path, task):
+  line = _one_line_error(run_main(f"--config={_config(tmp_path, task)}", "--config.mode=dance",
+                                  f"--workdir={tmp_path}/w"))
+  assert f"unknown mode 'dance' for task '{task}'" in line and "train" in line
