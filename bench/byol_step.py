@@ -1,0 +1,126 @@
+"""Benchmark: images/s of the BYOL train step, ResNet-50 at 128 px, vs byol-pytorch, in one run.
+
+JAX side: our jitted step (on-device per-example augmentation, online + EMA target, Adam), batch 32 on
+CPU (512 bf16 on a GPU). Torch side: byol-pytorch's `BYOL(resnet50, image_size=128)` with the same
+projector/predictor sizes, Adam, `update_moving_average()` every step, run in a separate interpreter
+(`--torch_python`, default $BYOL_TORCH_PYTHON or /work/torchvenv/bin/python) so torch is never a
+dependency of this project. Prints one line:
+  byol_step resnet50@128 batch=32 jax=<img/s> torch=<img/s> ratio=<jax/torch>
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from absl import app, flags
+
+_BATCH = flags.DEFINE_integer("batch", 0, "Batch size (0: 32 on CPU, 512 on GPU).")
+_SIZE = flags.DEFINE_integer("size", 128, "Image resolution.")
+_STEPS = flags.DEFINE_integer("steps", 4, "Timed steps (after 2 warm-up steps).")
+_DTYPE = flags.DEFINE_string("dtype", "", "Compute dtype (default: float32 on CPU, bfloat16 on GPU).")
+_TORCH = flags.DEFINE_string("torch_python", os.environ.get("BYOL_TORCH_PYTHON",
+                                                            "/work/torchvenv/bin/python"),
+                             "Python with torch + torchvision + byol-pytorch ('' to skip).")
+_THREADS = flags.DEFINE_integer("threads", 0, "Torch intra-op threads (0: all cores).")
+
+TORCH_SCRIPT = r"""
+import json, sys, time, torch, torchvision
+from byol_pytorch import BYOL
+batch, size, steps, threads = (int(a) for a in sys.argv[1:5])
+if threads: torch.set_num_threads(threads)
+dev = "cuda" if torch.cuda.is_available() else "cpu"
+torch.manual_seed(0)
+net = torchvision.models.resnet50().to(dev)
+learner = BYOL(net, image_size=size, hidden_layer="avgpool", projection_size=256,
+               projection_hidden_size=4096, moving_average_decay=0.99).to(dev)
+opt = torch.optim.Adam(learner.parameters(), lr=1e-4)
+images = torch.rand(batch, 3, size, size, device=dev)
+def step():
+    loss = learner(images)
+    opt.zero_grad(); loss.backward(); opt.step(); learner.update_moving_average()
+    return loss
+for _ in range(2): step()
+if dev == "cuda": torch.cuda.synchronize()
+t = time.perf_counter()
+for _ in range(steps): loss = step()
+float(loss)
+if dev == "cuda": torch.cuda.synchronize()
+dt = time.perf_counter() - t
+print(json.dumps({"images_per_s": batch * steps / dt, "device": dev, "torch": torch.__version__,
+                  "threads": torch.get_num_threads()}))
+"""
+
+
+def jax_images_per_s(batch: int, size: int, steps: int, dtype: str) -> float:
+  import jax
+  import numpy as np
+  from hw4_jax.core import mesh as mesh_lib
+  from hw4_jax.ssl import config_parts as parts, pretrain
+  import ml_collections
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.model = parts.model("resnet50", dtype=dtype)
+  c.byol = ml_collections.ConfigDict(dict(hidden_dim=4096, proj_dim=256, tau_base=0.99))
+  c.augment = parts.augment(crop_size=size)
+  c.optim = parts.optim("adam", lr=1e-4, warmup_steps=1000)
+  c.train = parts.train(batch_size=batch, num_epochs=1)
+  mesh = mesh_lib.make_mesh()
+  net, state, lr = pretrain.build_byol(c, 10_000, jax.random.PRNGKey(0))
+  state = mesh_lib.replicate(state, mesh)
+  step = mesh_lib.jit_step(pretrain.byol_step_fn(net, c.augment, lr), mesh)
+  rng = np.random.default_rng(0)
+  batch_np = {"image": rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8),
+              "label": np.zeros(batch, np.int32)}
+  data = mesh_lib.shard_batch(batch_np, mesh)
+  t = time.perf_counter()
+  for _ in range(2):
+    state, metrics = step(state, data)
+  jax.block_until_ready(metrics)
+  print(f"[byol_step] jax compile + 2 warm-up steps: {time.perf_counter() - t:.1f}s", flush=True)
+  t = time.perf_counter()
+  for _ in range(steps):
+    state, metrics = step(state, data)
+  jax.block_until_ready(metrics)
+  return batch * steps / (time.perf_counter() - t)
+
+
+def main(argv):
+  del argv
+  import jax
+  gpu = jax.default_backend() == "gpu"
+  batch = _BATCH.value or (512 if gpu else 32)
+  dtype = _DTYPE.value or ("bfloat16" if gpu else "float32")
+  jax_ips = jax_images_per_s(batch, _SIZE.value, _STEPS.value, dtype)
+  print(f"[byol_step] jax ({jax.default_backend()}, {dtype}): {jax_ips:.2f} images/s", flush=True)
+  torch_ips = None
+  if _TORCH.value and os.path.exists(_TORCH.value):
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+      f.write(TORCH_SCRIPT)
+    proc = subprocess.run([_TORCH.value, f.name, str(batch), str(_SIZE.value), str(_STEPS.value),
+                           str(_THREADS.value)], capture_output=True, text=True)
+    os.unlink(f.name)
+    if proc.returncode == 0:
+      info = json.loads(proc.stdout.strip().splitlines()[-1])
+      torch_ips = info["images_per_s"]
+      print(f"[byol_step] byol-pytorch (torch {info['torch']}, {info['device']}, "
+            f"{info['threads']} threads): {torch_ips:.2f} images/s", flush=True)
+    else:
+      print(f"[byol_step] byol-pytorch run failed:\n{proc.stderr[-2000:]}", flush=True)
+  else:
+    print(f"[byol_step] byol-pytorch skipped: no interpreter at {_TORCH.value!r} (make one with "
+          "`python3 -m venv V && V/bin/pip install torch==2.14.1 torchvision==0.29.1 byol-pytorch`,"
+          " then pass --torch_python=V/bin/python)", flush=True)
+  ratio = f"{jax_ips / torch_ips:.2f}" if torch_ips else "n/a"
+  torch_s = f"{torch_ips:.2f}" if torch_ips else "n/a"
+  print(f"byol_step resnet50@{_SIZE.value} batch={batch} {dtype} jax={jax_ips:.2f} "
+        f"torch={torch_s} ratio={ratio}")
+
+
+if __name__ == "__main__":
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  app.run(main)

@@ -1,0 +1,141 @@
+"""Benchmark: BYOL vs supervised vs no pre-training, end to end on the real data, on this CPU.
+
+1. BYOL-pretrain the `cpu` preset on ../shared/data/mini for a bounded time (--byol_minutes).
+2. Supervised-pretrain likewise (--supervised_minutes).
+3. The A-E sweep on ../shared/data/flowers (configs/transfer.py:cpu, --finetune_epochs).
+4. kNN (k=20, cosine) accuracy on flowers val of the BYOL backbone vs a randomly initialised one.
+The step count of each pre-training is set so that it fits its budget (a short timing of the step
+first), so the tau and learning-rate schedules end where they should; the budget is also a hard cap.
+Ends with one line: knn_byol=<pct> knn_random=<pct> A=<pct> B=<pct> C=<pct> D=<pct> E=<pct>
+Smoke run: --byol_minutes=1 --supervised_minutes=1 --finetune_epochs=0.1
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import time
+
+from absl import app, flags
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_WORKDIR = flags.DEFINE_string("workdir", "/tmp/hw4_ssl_transfer_bench", "Output folder (resumable).")
+_DATA = flags.DEFINE_string("data", os.path.join(os.path.dirname(ROOT), "shared", "data"),
+                            "The shared real-data folder.")
+_BYOL_MIN = flags.DEFINE_float("byol_minutes", 30.0, "BYOL pre-training budget (minutes).")
+_SUP_MIN = flags.DEFINE_float("supervised_minutes", 30.0, "Supervised pre-training budget.")
+_FT_EPOCHS = flags.DEFINE_float("finetune_epochs", 0.0, "Fine-tuning epochs per setting "
+                                "(0: the cpu preset's).")
+
+
+def load_config(name: str, preset: str = "cpu"):
+  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(preset)
+
+
+def point_at_data(c, data: str) -> None:
+  """Rewrite the presets' ../shared/data paths to --data."""
+  for block in ("data", "knn"):
+    if block in c:
+      for key in ("train_csv", "train_dir", "val_csv", "val_dir"):
+        value = c[block][key]
+        if value.startswith("../shared/data"):
+          c[block][key] = os.path.join(data, value[len("../shared/data/"):])
+
+
+def seconds_per_step(config) -> float:
+  """Time a few steps of this pre-training (after compiling) on random images."""
+  import jax
+  import numpy as np
+  from hw4_jax.core import mesh as mesh_lib
+  from hw4_jax.ssl import pretrain
+  mesh = mesh_lib.make_mesh()
+  rng = jax.random.PRNGKey(0)
+  if config.task == "byol":
+    net, state, lr = pretrain.build_byol(config, 1000, rng)
+    fn = pretrain.byol_step_fn(net, config.augment, lr)
+  else:
+    net, state, lr = pretrain.build_supervised(config, 1000, 64, rng)
+    fn = pretrain.supervised_step_fn(net, config.augment, lr)
+  step = mesh_lib.jit_step(fn, mesh)
+  state = mesh_lib.replicate(state, mesh)
+  b, s = config.train.batch_size, config.data.image_size
+  batch = mesh_lib.shard_batch({"image": np.random.default_rng(0).integers(0, 256, (b, s, s, 3),
+                                                                           dtype=np.uint8),
+                                "label": np.zeros(b, np.int32)}, mesh)
+  state, m = step(state, batch)
+  jax.block_until_ready(m)
+  t = time.perf_counter()
+  for _ in range(3):
+    state, m = step(state, batch)
+  jax.block_until_ready(m)
+  return (time.perf_counter() - t) / 3
+
+
+def pretrain_bounded(task: str, minutes: float, workdir: str) -> dict:
+  from hw4_jax.ssl import pretrain
+  if os.path.isfile(os.path.join(workdir, "backbone.msgpack")):
+    with open(os.path.join(workdir, "metrics.json")) as f:
+      return json.load(f)
+  c = load_config("byol" if task == "byol" else "supervised")
+  point_at_data(c, _DATA.value)
+  per_step = seconds_per_step(c)
+  budget = minutes * 60.0
+  # Leave room for compilation, kNN evaluations and checkpoints inside the budget.
+  steps = max(int(0.85 * budget / per_step), 2)
+  c.train.num_steps = steps
+  c.train.time_budget_s = budget
+  c.knn.every = max(steps // 2, 1)
+  print(f"[bench] {task}: {per_step:.2f} s/step -> {steps} steps in {minutes:g} min "
+        f"({steps * c.train.batch_size / 6400:.1f} epochs of mini)", flush=True)
+  return pretrain.train(c, workdir)
+
+
+def main(argv):
+  del argv
+  from hw4_jax.core import mesh as mesh_lib
+  from hw4_jax.ssl import knn, pretrain, transfer
+  t0 = time.perf_counter()
+  os.makedirs(_WORKDIR.value, exist_ok=True)
+  dirs = {"byol": os.path.join(_WORKDIR.value, "byol"),
+          "supervised": os.path.join(_WORKDIR.value, "supervised")}
+  byol_m = pretrain_bounded("byol", _BYOL_MIN.value, dirs["byol"])
+  sup_m = pretrain_bounded("supervised", _SUP_MIN.value, dirs["supervised"])
+
+  sweep = load_config("transfer")
+  point_at_data(sweep.classifier, _DATA.value)
+  sweep.byol_workdir, sweep.supervised_workdir = dirs["byol"], dirs["supervised"]
+  if _FT_EPOCHS.value:
+    sweep.classifier.train.num_epochs = 0
+    per_epoch = 3887 // sweep.classifier.train.batch_size
+    sweep.classifier.train.num_steps = max(int(_FT_EPOCHS.value * per_epoch), 2)
+    sweep.classifier.train.eval_every = max(sweep.classifier.train.num_steps // 4, 1)
+  results = transfer.run(sweep, os.path.join(_WORKDIR.value, "sweep"))
+
+  # kNN on flowers val: the BYOL backbone vs a random init of the same architecture.
+  byol_cfg = load_config("byol")
+  point_at_data(byol_cfg, _DATA.value)
+  mesh = mesh_lib.make_mesh()
+  monitor = knn.KnnMonitor(byol_cfg.knn, mesh, byol_cfg.augment.crop_size,
+                           pretrain.feature_apply(byol_cfg.model))
+  from hw4_jax.ssl import backbone_io
+  _, byol_vars = backbone_io.load(dirs["byol"])
+  knn_byol = monitor(mesh_lib.replicate(byol_vars, mesh))
+  knn_random = monitor(mesh_lib.replicate(pretrain.random_backbone(byol_cfg), mesh))
+  print(transfer.table(results), flush=True)
+  print(f"[bench] BYOL: {byol_m['steps']} steps ({byol_m.get('images_per_s', 0):.1f} img/s), "
+        f"supervised: {sup_m['steps']} steps ({sup_m.get('images_per_s', 0):.1f} img/s), "
+        f"total {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
+  print(f"[bench] kNN (k=20, cosine) on flowers val: BYOL {knn_byol:.2f}% vs random init "
+        f"{knn_random:.2f}% ({knn_byol - knn_random:+.2f} points)", flush=True)
+  print(f"knn_byol={knn_byol:.2f} knn_random={knn_random:.2f} " +
+        " ".join(f"{k}={results[k]:.2f}" for k in "ABCDE"))
+
+
+if __name__ == "__main__":
+  sys.path.insert(0, ROOT)
+  app.run(main)

@@ -1,0 +1,100 @@
+"""ResNet-18/50 in Flax linen, laid out like torchvision (stride on the 3x3 conv of the bottleneck).
+
+`ResNet(num_classes=None)` returns the global-average-pooled features (512 for ResNet-18, 2048 for
+ResNet-50), which is what BYOL and the classifier put their heads on; `num_classes=1000` adds the fc
+layer and gives torchvision's 25,557,032 parameters for ResNet-50. `dtype=jnp.bfloat16` computes in
+bf16 while parameters (and BatchNorm statistics) stay float32.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from hw4_jax.core.errors import UserError
+
+
+class BasicBlock(nn.Module):
+  filters: int
+  strides: int = 1
+  conv: Any = nn.Conv
+  norm: Any = nn.BatchNorm
+
+  @nn.compact
+  def __call__(self, x):
+    residual = x
+    y = self.conv(self.filters, (3, 3), self.strides, padding=((1, 1), (1, 1)))(x)
+    y = nn.relu(self.norm()(y))
+    y = self.conv(self.filters, (3, 3), padding=((1, 1), (1, 1)))(y)
+    y = self.norm()(y)
+    if residual.shape != y.shape:
+      residual = self.conv(self.filters, (1, 1), self.strides, name="downsample_conv")(residual)
+      residual = self.norm(name="downsample_norm")(residual)
+    return nn.relu(residual + y)
+
+
+class Bottleneck(nn.Module):
+  filters: int
+  strides: int = 1
+  conv: Any = nn.Conv
+  norm: Any = nn.BatchNorm
+
+  @nn.compact
+  def __call__(self, x):
+    residual = x
+    y = nn.relu(self.norm()(self.conv(self.filters, (1, 1))(x)))
+    y = self.conv(self.filters, (3, 3), self.strides, padding=((1, 1), (1, 1)))(y)
+    y = nn.relu(self.norm()(y))
+    y = self.conv(self.filters * 4, (1, 1))(y)
+    y = self.norm()(y)
+    if residual.shape != y.shape:
+      residual = self.conv(self.filters * 4, (1, 1), self.strides, name="downsample_conv")(residual)
+      residual = self.norm(name="downsample_norm")(residual)
+    return nn.relu(residual + y)
+
+
+class ResNet(nn.Module):
+  """A ResNet; `train` selects batch statistics (and updates `batch_stats`) vs running averages."""
+  stage_sizes: Sequence[int]
+  block: Any
+  width: int = 64
+  num_classes: int | None = None
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype,
+                             kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"))
+    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
+                             epsilon=1e-5, dtype=self.dtype)
+    x = x.astype(self.dtype)
+    x = conv(self.width, (7, 7), (2, 2), padding=((3, 3), (3, 3)), name="conv_init")(x)
+    x = nn.relu(norm(name="bn_init")(x))
+    x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    for i, blocks in enumerate(self.stage_sizes):
+      for j in range(blocks):
+        strides = (2, 2) if i > 0 and j == 0 else (1, 1)
+        x = self.block(self.width * 2 ** i, strides, conv=conv, norm=norm)(x)
+    x = jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
+    if self.num_classes:
+      x = nn.Dense(self.num_classes, name="fc")(x)
+    return x
+
+
+ARCHS = {"resnet18": ([2, 2, 2, 2], BasicBlock, 1), "resnet50": ([3, 4, 6, 3], Bottleneck, 4)}
+
+
+def make_backbone(name: str, *, width: int = 64, dtype: str = "float32",
+                  num_classes: int | None = None) -> ResNet:
+  if name not in ARCHS:
+    raise UserError(f"config.model.backbone={name!r}: expected one of {sorted(ARCHS)}")
+  stages, block, _ = ARCHS[name]
+  return ResNet(stages, block, width=width, num_classes=num_classes,
+                dtype={"float32": jnp.float32, "bfloat16": jnp.bfloat16}[dtype])
+
+
+def feature_dim(name: str, width: int = 64) -> int:
+  return width * 8 * ARCHS[name][2]

@@ -1,0 +1,89 @@
+"""BYOL math: the loss on a hand-computed case, the EMA target update, the tau schedule endpoints."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from hw4_jax.ssl import byol
+
+
+def test_loss_hand_case():
+  p1 = jnp.array([[1.0, 0.0], [3.0, 4.0]])
+  p2 = jnp.array([[1.0, 1.0], [0.0, 2.0]])
+  z1 = jnp.array([[1.0, 0.0], [0.0, -1.0]])
+  z2 = jnp.array([[0.0, 1.0], [6.0, 8.0]])
+  # Pair 1: cos(p1,z2)=0 -> 2; cos(p2,z1)=1/sqrt2 -> 2-sqrt2. Pair 2: cos=1 -> 0; cos=-1 -> 4.
+  expected = ((2.0 + 2.0 - math.sqrt(2.0)) + (0.0 + 4.0)) / 2
+  np.testing.assert_allclose(float(byol.byol_loss(p1, p2, z1, z2)), expected, rtol=1e-6)
+  # Scale invariance and the per-pair form 2 - 2cos.
+  np.testing.assert_allclose(np.asarray(byol.regression_loss(5 * p1, z2)), [2.0, 0.0], atol=1e-6)
+
+
+def test_loss_gradient_stops_at_target():
+  p1, p2, z1, z2 = (jax.random.normal(jax.random.PRNGKey(i), (4, 8)) for i in range(4))
+  g = jax.grad(lambda z: byol.byol_loss(p1, p2, z, z2))(z1)
+  assert float(jnp.abs(g).max()) == 0.0
+  g = jax.grad(lambda p: byol.byol_loss(p, p2, z1, z2))(p1)
+  assert float(jnp.abs(g).max()) > 0.0
+
+
+def test_tau_schedule_endpoints():
+  for total in (2, 7, 1000):
+    tau = byol.tau_schedule(0.99, total)
+    assert float(tau(0)) == np.float32(0.99)  # the first update: exactly tau_base
+    assert float(tau(total - 1)) == 1.0  # the last update of the run: exactly 1
+    assert float(tau(total)) == 1.0  # past the end (resumed with more steps): stays 1
+  tau = byol.tau_schedule(0.99, 101)
+  np.testing.assert_allclose(float(tau(50)), 1 - 0.01 * 0.5, rtol=1e-6)  # cosine midpoint
+  values = np.asarray([float(tau(k)) for k in range(101)])
+  assert np.all(np.diff(values) >= 0)
+
+
+def test_ema_transformation_counts_updates():
+  """Run exactly K optimizer updates: the first uses tau_base, the K-th uses tau = 1 exactly."""
+  K = 5
+  params = {"backbone": {"w": jnp.array([1.0, 2.0])}, "projector": {"w": jnp.array([0.5])},
+            "predictor": {"w": jnp.array([3.0])}}
+  tx = optax.chain(optax.sgd(0.1), byol.ema_target(byol.tau_schedule(0.9, K)))
+  state = tx.init(params)
+  target = byol.find_target(state)
+  assert set(target.target) == {"backbone", "projector"}
+  np.testing.assert_allclose(np.asarray(target.target["backbone"]["w"]), [1.0, 2.0])
+  taus = []
+  for k in range(K):
+    grads = jax.tree.map(lambda p: jnp.full_like(p, float(k + 1)), params)
+    old_target = byol.find_target(state).target
+    updates, state = tx.update(grads, state, params)
+    new_params = optax.apply_updates(params, updates)
+    t = byol.find_target(state)
+    taus.append(float(t.tau))
+    # target <- tau * target + (1 - tau) * new online params (independent re-computation)
+    for key in ("backbone", "projector"):
+      want = t.tau * old_target[key]["w"] + (1 - t.tau) * new_params[key]["w"]
+      np.testing.assert_allclose(np.asarray(t.target[key]["w"]), np.asarray(want), rtol=1e-6)
+    params = new_params
+    assert int(t.count) == k + 1
+  assert taus[0] == np.float32(0.9) and taus[-1] == 1.0
+  # With tau = 1 at the last update, the target did not move in that update.
+  assert all(a < b for a, b in zip(taus, taus[1:]))
+
+
+def test_lars_option_masks_biases_and_norms():
+  """The paper's LARS recipe: decay and trust ratio on weights only, lr scaled by batch / 256."""
+  from hw4_jax.ssl import config_parts, optim
+  cfg = config_parts.lars()
+  tx, _ = optim.make_optimizer(cfg, total_steps=100, batch_size=512)
+  params = {"w": jnp.ones((3, 2)), "b": jnp.zeros((2,))}
+  chain = optax.chain(tx, byol.ema_target(byol.tau_schedule(0.99, 100), keys=("w",)))
+  state = chain.init(params)
+  grads = {"w": jnp.full((3, 2), 0.1), "b": jnp.full((2,), 0.1)}
+  for _ in range(3):
+    updates, state = chain.update(grads, state, params)
+    params = optax.apply_updates(params, updates)
+  assert bool(jnp.all(params["b"] < 0)) and bool(jnp.all(params["w"] < 1))
+  # Peak learning rate: 0.2 x 512 / 256.
+  tx2, lr2 = optim.make_optimizer(cfg, total_steps=10_000, batch_size=512)
+  np.testing.assert_allclose(float(lr2(cfg.warmup_steps)), 0.4, rtol=1e-4)

@@ -1,0 +1,165 @@
+"""Datasets and bad input: CSV parsing, vocabulary, and one UserError naming file and row."""
+
+import os
+
+import numpy as np
+import pytest
+
+from hw4_jax.core.errors import UserError
+from hw4_jax.ssl import demo, images, pipeline
+from tests.helpers import run_main
+
+
+@pytest.fixture(scope="module")
+def demo_set(tmp_path_factory):
+  root = tmp_path_factory.mktemp("demo")
+  return demo.make_demo_set(str(root), size=32, train_per_class=6, val_per_class=2)
+
+
+def _write(path, text):
+  with open(path, "w") as f:
+    f.write(text)
+  return str(path)
+
+
+def test_csv_source_and_vocab(demo_set):
+  src = images.CsvImageSource(demo_set["train_csv"], demo_set["train_dir"], 24)
+  assert src.vocab == sorted(demo.CLASSES) and len(src) == 24
+  rec = src[5]
+  assert rec["image"].shape == (24, 24, 3) and rec["image"].dtype == np.uint8
+  assert src.vocab[rec["label"]] == src.rows[5].label
+  val = images.CsvImageSource(demo_set["val_csv"], demo_set["val_dir"], 24, vocab=src.vocab)
+  assert val.vocab == src.vocab
+
+
+def test_vocab_save_restore(tmp_path):
+  vocab = ["b", "a", "c"]
+  images.save_vocab(str(tmp_path / "vocab.json"), vocab)
+  assert images.load_vocab(str(tmp_path / "vocab.json")) == vocab
+  rows = [images.Row("0", "x.jpg", "z", 2), images.Row("1", "y.jpg", "a", 3)]
+  assert images.build_vocab(rows) == ["a", "z"]
+
+
+def test_empty_csv(tmp_path):
+  with pytest.raises(UserError, match=r"empty\.csv: empty CSV"):
+    images.read_csv(_write(tmp_path / "empty.csv", ""))
+  with pytest.raises(UserError, match=r"header\.csv: empty CSV"):
+    images.read_csv(_write(tmp_path / "header.csv", "id,filename,label\n"))
+  with pytest.raises(UserError, match=r"cols\.csv: row 1: missing column\(s\) label"):
+    images.read_csv(_write(tmp_path / "cols.csv", "id,filename\n0,a.jpg\n"))
+
+
+def test_unknown_val_label(tmp_path, demo_set):
+  csv = _write(tmp_path / "val.csv", "id,filename,label\n0,circle00000.jpg,circle\n"
+                                     "1,square00000.jpg,hexagon\n")
+  with pytest.raises(UserError, match=r"val\.csv: row 3: label 'hexagon' is not in the training"):
+    images.CsvImageSource(csv, demo_set["val_dir"], 24, vocab=list(demo.CLASSES))
+
+
+def test_missing_image(tmp_path, demo_set):
+  csv = _write(tmp_path / "m.csv", "id,filename,label\n0,circle00000.jpg,circle\n"
+                                   "1,nothere.jpg,circle\n")
+  with pytest.raises(UserError, match=r"m\.csv: row 3: image .*nothere\.jpg not found"):
+    images.CsvImageSource(csv, demo_set["val_dir"], 24)
+
+
+def test_corrupt_image_through_pipeline(tmp_path):
+  folder = tmp_path / "imgs"
+  folder.mkdir()
+  from PIL import Image
+  for i in range(4):
+    Image.new("RGB", (10, 10), (i * 40, 0, 0)).save(folder / f"ok{i}.png")
+  _write(folder / "bad.jpg", "this is not a jpeg")
+  rows = "".join(f"{i},ok{i}.png,a\n" for i in range(4)) + "4,bad.jpg,b\n"
+  csv = _write(tmp_path / "c.csv", "id,filename,label\n" + rows)
+  src = images.CsvImageSource(csv, str(folder), 8)
+  with pytest.raises(UserError, match=r"c\.csv: row 6: image .*bad\.jpg cannot be decoded"):
+    list(pipeline.eval_batches(src, 2, num_threads=2))
+
+
+def test_bad_input_via_main_one_line(tmp_path):
+  """main prints one `error:` line naming file and row, exits 2 and leaves no workdir behind."""
+  folder = tmp_path / "imgs"
+  folder.mkdir()
+  csv = _write(tmp_path / "train.csv", "id,filename,label\n0,missing.jpg,a\n")
+  workdir = tmp_path / "run"
+  proc = run_main("--config=configs/classifier.py:demo", f"--workdir={workdir}",
+                  "--config.data.source=", f"--config.data.train_csv={csv}",
+                  f"--config.data.train_dir={folder}", f"--config.data.val_csv={csv}",
+                  f"--config.data.val_dir={folder}", timeout=120)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  errors = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+  assert len(errors) == 1 and "train.csv: row 2: image" in errors[0] and "missing.jpg" in errors[0]
+  assert "Traceback" not in proc.stderr
+  assert not os.path.exists(workdir)
+
+
+def test_eval_batches_cover_each_example_once(demo_set):
+  src = images.CsvImageSource(demo_set["val_csv"], demo_set["val_dir"], 16)
+  seen = []
+  for b in pipeline.eval_batches(src, 3, num_threads=2):
+    assert b["image"].shape == (3, 16, 16, 3)
+    seen.extend(b["index"][b["mask"]].tolist())
+  assert sorted(seen) == list(range(len(src)))
+
+
+def test_train_iterator_resumes_exactly(demo_set):
+  src = images.CsvImageSource(demo_set["train_csv"], demo_set["train_dir"], 16)
+  it = pipeline.train_iterator(src, 5, seed=3, num_threads=2)
+  for _ in range(6):  # crosses an epoch boundary (4 batches per epoch)
+    next(it)
+  state = it.get_state()
+  want = [next(it)["index"].tolist() for _ in range(3)]
+  it2 = pipeline.train_iterator(src, 5, seed=3, num_threads=2)
+  it2.set_state(state)
+  assert [next(it2)["index"].tolist() for _ in range(3)] == want
+  it3 = pipeline.train_iterator(src, 5, seed=3, num_threads=2)
+  epoch1 = sum((next(it3)["index"].tolist() for _ in range(4)), [])
+  epoch2 = sum((next(it3)["index"].tolist() for _ in range(4)), [])
+  assert len(set(epoch1)) == 20 and epoch1 != epoch2  # no repeats in an epoch, reshuffled after
+
+
+def test_real_data_sets(shared_data):
+  flowers = images.CsvImageSource(str(shared_data / "flowers/train.csv"),
+                                  str(shared_data / "flowers/train"), 32)
+  assert flowers.vocab == ["Daisy", "Dandelion", "Rose", "Sunflower", "Tulip"]
+  val = images.CsvImageSource(str(shared_data / "flowers/val.csv"), str(shared_data / "flowers/val"),
+                              32, vocab=flowers.vocab)
+  assert len(val) == 430 and val[0]["image"].shape == (32, 32, 3)
+  mini = images.CsvImageSource(str(shared_data / "mini/train.csv"), str(shared_data / "mini/train"),
+                               32, need_label=False)
+  assert len(mini) == 6400
+  office = images.read_csv(str(shared_data / "hw4_meta/office/train.csv"))
+  assert len(images.build_vocab(office)) == 65
+
+
+def test_tfds_source(tmp_path):
+  """`config.data.source='tfds:<name>'` reads through tfds.data_source (mocked: no download, no TF)."""
+  import ml_collections
+  import tensorflow_datasets as tfds
+  data = ml_collections.ConfigDict(dict(source="tfds:mnist", tfds_data_dir=""))
+  with tfds.testing.mock_data(num_examples=6, policy=tfds.testing.MockPolicy.USE_CODE):
+    src = images.open_source(data, "train", 32)
+    assert len(src) == 6 and src.vocab == [str(d) for d in range(10)]
+    rec = src[3]
+    assert rec["image"].shape == (32, 32, 3) and rec["image"].dtype == np.uint8
+    assert 0 <= int(rec["label"]) < 10
+    batches = list(pipeline.eval_batches(src, 4, num_threads=1))
+    assert sum(int(b["mask"].sum()) for b in batches) == 6
+  with pytest.raises(UserError, match="tfds:no_such_dataset_xyz"):
+    images.open_source(ml_collections.ConfigDict(dict(source="tfds:no_such_dataset_xyz")),
+                       "train", 32)
+
+
+def test_worker_processes_give_the_same_batches(demo_set):
+  """grain worker processes (num_workers > 0) decode in parallel but keep the order and the state."""
+  from absl import flags
+  if not flags.FLAGS.is_parsed():  # grain's worker pool reads absl flags; main parses them, pytest not
+    flags.FLAGS.mark_as_parsed()
+  src = images.CsvImageSource(demo_set["train_csv"], demo_set["train_dir"], 16)
+  threads = pipeline.train_iterator(src, 4, seed=1, num_threads=1)
+  workers = pipeline.train_iterator(src, 4, seed=1, num_threads=1, num_workers=2)
+  for _ in range(3):
+    a, b = next(threads), next(workers)
+    np.testing.assert_array_equal(a["index"], b["index"])
+    np.testing.assert_array_equal(a["image"], b["image"])
