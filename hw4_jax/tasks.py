@@ -57,8 +57,22 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | None) -> int:
-  """Runs one job; bad input ends in one `error:` line, exit status 2, and no new workdir left."""
+  """Runs one job; bad input ends in one `error:` line, exit status 2, and no new workdir left.
+
+  In a multi-process job a failing process ends the whole job at once (`distributed.abort`): the
+  others are stopped with the same status instead of waiting in a collective that never completes.
+  """
+  import jax
+  from hw4_jax.core import distributed
   existed = bool(workdir) and os.path.exists(workdir)
+  multi = jax.process_count() > 1
+
+  def remove_new_workdir(status: int = 2) -> None:  # only for bad input, and only process 0 deletes
+    if status == 2 and not existed and workdir and os.path.exists(workdir) and jax.process_index() == 0:
+      shutil.rmtree(workdir, ignore_errors=True)
+
+  if multi:
+    distributed.on_abort(remove_new_workdir)
   try:
     if config is None:
       raise UserError("no --config given (e.g. --config=configs/dvgo.py:demo)")
@@ -70,9 +84,16 @@ def run(config: ml_collections.ConfigDict, workdir: str | None) -> int:
     fn = resolve(config.get("task", ""), config.get("mode", "train"))
     fn(config, workdir)
   except UserError as err:
-    import jax
-    if not existed and workdir and os.path.exists(workdir) and jax.process_index() == 0:
-      shutil.rmtree(workdir, ignore_errors=True)
     print(f"error: {err}", file=sys.stderr, flush=True)
+    if multi:
+      distributed.abort(str(err), 2)  # does not return
+    remove_new_workdir()
     return 2
+  except Exception as err:  # a crash: the traceback, then the job ends (the others stop too)
+    if not multi:
+      raise
+    distributed.follow_other_failure()  # e.g. a collective broken because another process failed
+    import traceback
+    traceback.print_exc()
+    distributed.abort(f"{type(err).__name__}: {err}", 1)
   return 0
