@@ -1,0 +1,143 @@
+"""Blender-format scenes (NeRF synthetic): `transforms_<split>.json` + RGBA PNGs.
+
+Images are composited on white (`rgb * a + 1 - a`) and then area-averaged by the integer
+`downscale` factor (compositing first is what a downscaled render on white would show), the focal
+length is scaled with them. Everything that can be wrong with the input is reported as one
+`UserError` naming the file, before anything is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+
+import numpy as np
+
+from hw4_jax.core.errors import UserError
+
+
+@dataclasses.dataclass
+class Split:
+  """One split: poses [N,4,4] camera-to-world (OpenGL), optional images [N,H,W,3] float32."""
+  poses: np.ndarray
+  height: int
+  width: int
+  focal: float
+  names: list[str]
+  images: np.ndarray | None = None
+
+
+def read_transforms(path: str) -> dict:
+  """The JSON with `camera_angle_x` and `frames[].transform_matrix` checked."""
+  if not os.path.isfile(path):
+    raise UserError(f"{path}: file not found")
+  try:
+    with open(path) as f:
+      meta = json.load(f)
+  except (OSError, ValueError) as err:
+    raise UserError(f"{path}: not a readable JSON file ({err})") from None
+  if not isinstance(meta, dict):
+    raise UserError(f"{path}: expected a JSON object with 'camera_angle_x' and 'frames'")
+  if "camera_angle_x" not in meta:
+    raise UserError(f"{path}: missing key 'camera_angle_x'")
+  if not isinstance(meta.get("frames"), list) or not meta["frames"]:
+    raise UserError(f"{path}: missing or empty key 'frames'")
+  try:
+    float(meta["camera_angle_x"])
+  except (TypeError, ValueError):
+    raise UserError(f"{path}: 'camera_angle_x' is not a number") from None
+  for i, frame in enumerate(meta["frames"]):
+    if not isinstance(frame, dict) or "transform_matrix" not in frame:
+      raise UserError(f"{path}: frame {i} has no 'transform_matrix'")
+    m = np.asarray(frame["transform_matrix"], dtype=object)
+    if m.shape != (4, 4):
+      raise UserError(f"{path}: frame {i} 'transform_matrix' is not 4x4")
+  return meta
+
+
+def frame_name(frame: dict, index: int) -> str:
+  """`./val/r_7` -> `r_7` (the PNG name a render gets)."""
+  path = frame.get("file_path")
+  if not path:
+    return f"{index:03d}"
+  base = os.path.basename(str(path).rstrip("/"))
+  return os.path.splitext(base)[0] if base.lower().endswith(".png") else base
+
+
+def _image_path(scene_dir: str, file_path: str) -> str:
+  path = os.path.normpath(os.path.join(scene_dir, file_path))
+  return path if path.lower().endswith(".png") else path + ".png"
+
+
+def load_image(path: str) -> np.ndarray:
+  """RGBA (or RGB) PNG -> float32 [H,W,3] composited on white."""
+  from PIL import Image
+  if not os.path.isfile(path):
+    raise UserError(f"{path}: image file not found")
+  try:
+    with Image.open(path) as im:
+      im.load()
+      arr = np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0
+  except Exception as err:  # PIL raises many types for corrupt files
+    raise UserError(f"{path}: cannot decode image ({type(err).__name__}: {err})") from None
+  rgb, alpha = arr[..., :3], arr[..., 3:]
+  return rgb * alpha + (1.0 - alpha)
+
+
+def area_downscale(image: np.ndarray, factor: int) -> np.ndarray:
+  """Integer-factor area averaging (crops a remainder row/column, as cv2.INTER_AREA would)."""
+  if factor == 1:
+    return image
+  h, w = image.shape[0] // factor, image.shape[1] // factor
+  image = image[:h * factor, :w * factor]
+  return image.reshape(h, factor, w, factor, -1).mean(axis=(1, 3))
+
+
+def load_split(scene_dir: str, split: str, downscale: int = 1, with_images: bool = True) -> Split:
+  """Reads `scene_dir/transforms_<split>.json` and (optionally) its images."""
+  return load_transforms(os.path.join(scene_dir, f"transforms_{split}.json"), downscale,
+                         with_images=with_images)
+
+
+def load_transforms(json_path: str, downscale: int = 1, with_images: bool = True,
+                    size: tuple[int, int] | None = None) -> Split:
+  """A transforms JSON -> Split. Without images the size comes from `w`/`h`, or `size` (H, W)."""
+  if int(downscale) < 1:
+    raise UserError(f"data.downscale must be a positive integer, got {downscale}")
+  downscale = int(downscale)
+  meta = read_transforms(json_path)
+  scene_dir = os.path.dirname(os.path.abspath(json_path))
+  frames = meta["frames"]
+  poses = np.stack([np.asarray(f["transform_matrix"], np.float32) for f in frames])
+  names = [frame_name(f, i) for i, f in enumerate(frames)]
+  images = None
+  if with_images:
+    loaded, first_shape, first_path = [], None, None
+    for frame in frames:
+      if "file_path" not in frame:
+        raise UserError(f"{json_path}: a frame has no 'file_path'")
+      path = _image_path(scene_dir, frame["file_path"])
+      img = load_image(path)
+      if first_shape is None:
+        first_shape, first_path = img.shape, path
+      elif img.shape != first_shape:
+        raise UserError(f"{path}: image size {img.shape[1]}x{img.shape[0]} differs from "
+                        f"{first_shape[1]}x{first_shape[0]} of {first_path}")
+      loaded.append(area_downscale(img, downscale))
+    images = np.stack(loaded).astype(np.float32)
+    height, width = images.shape[1:3]
+    full_width = first_shape[1]
+  elif "w" in meta and "h" in meta:
+    width, height = int(meta["w"]) // downscale, int(meta["h"]) // downscale
+    full_width = int(meta["w"])
+  elif size is not None:
+    height, width = size
+    full_width = width
+  else:
+    raise UserError(f"{json_path}: no images loaded and no 'w'/'h' keys to size the renders")
+  focal = 0.5 * full_width / math.tan(0.5 * float(meta["camera_angle_x"]))
+  focal *= width / full_width
+  return Split(poses=poses, height=int(height), width=int(width), focal=float(focal), names=names,
+               images=images)
