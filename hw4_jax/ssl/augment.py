@@ -108,12 +108,18 @@ def augment_one(key, image, cfg):
   k = jax.random.split(key, 9)
   x = random_resized_crop(k[0], image, cfg.crop_size, tuple(cfg.crop_scale), tuple(cfg.crop_ratio))
   x = jnp.clip(x, 0.0, 1.0)
-  jittered = color_jitter(k[1], x, cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue)
-  x = jnp.where(jax.random.bernoulli(k[2], cfg.p_jitter), jittered, x)
-  x = jnp.where(jax.random.bernoulli(k[3], cfg.p_gray), jnp.broadcast_to(_gray(x), x.shape), x)
-  x = jnp.where(jax.random.bernoulli(k[4], cfg.p_flip), pix.flip_left_right(x), x)
-  sigma = jax.random.uniform(k[5], minval=cfg.blur_sigma[0], maxval=cfg.blur_sigma[1])
-  x = jnp.where(jax.random.bernoulli(k[6], cfg.p_blur), gaussian_blur3(x, sigma), x)
+  # Under vmap a random branch computes both sides, so an op with probability 0 is skipped at trace
+  # time (same keys, same result; the cpu preset turns colour jitter off and this saves its cost).
+  if cfg.p_jitter > 0:
+    jittered = color_jitter(k[1], x, cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue)
+    x = jnp.where(jax.random.bernoulli(k[2], cfg.p_jitter), jittered, x)
+  if cfg.p_gray > 0:
+    x = jnp.where(jax.random.bernoulli(k[3], cfg.p_gray), jnp.broadcast_to(_gray(x), x.shape), x)
+  if cfg.p_flip > 0:
+    x = jnp.where(jax.random.bernoulli(k[4], cfg.p_flip), pix.flip_left_right(x), x)
+  if cfg.p_blur > 0:
+    sigma = jax.random.uniform(k[5], minval=cfg.blur_sigma[0], maxval=cfg.blur_sigma[1])
+    x = jnp.where(jax.random.bernoulli(k[6], cfg.p_blur), gaussian_blur3(x, sigma), x)
   return x
 
 

@@ -87,3 +87,37 @@ def test_lars_option_masks_biases_and_norms():
   # Peak learning rate: 0.2 x 512 / 256.
   tx2, lr2 = optim.make_optimizer(cfg, total_steps=10_000, batch_size=512)
   np.testing.assert_allclose(float(lr2(cfg.warmup_steps)), 0.4, rtol=1e-4)
+
+
+def test_byol_step_feeds_the_knn_path():
+  """One BYOL step: the online backbone's BatchNorm running stats move (the kNN monitor reads them in
+  inference mode), the target keeps its own stats and EMA params, and the two views differ."""
+  from hw4_jax.ssl import augment, pretrain
+  from tests.ssl.tiny import load_config, shrink
+  c = shrink(load_config("byol"), steps=4)
+  net, state, lr = pretrain.build_byol(c, 4, jax.random.PRNGKey(0))
+  images = np.random.default_rng(0).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
+  new, metrics = jax.jit(pretrain.byol_step_fn(net, c.augment, lr))(
+      state, {"image": images, "label": np.zeros(8, np.int32)})
+  assert np.isfinite(float(metrics["loss"]))
+  old_v, new_v = pretrain.backbone_variables(state), pretrain.backbone_variables(new)
+  for key in ("mean", "var"):
+    before = np.asarray(old_v["batch_stats"]["bn_init"][key])
+    online = np.asarray(new_v["batch_stats"]["bn_init"][key])
+    target = np.asarray(new.model_state["target"]["backbone"]["bn_init"][key])
+    # Both moved; they are equal here only because target == online weights before the first update.
+    assert not np.allclose(online, before) and not np.allclose(target, before)
+  w0 = np.asarray(state.params["backbone"]["conv_init"]["kernel"])
+  w_on = np.asarray(new.params["backbone"]["conv_init"]["kernel"])
+  w_t = np.asarray(byol.find_target(new.opt_state).target["backbone"]["conv_init"]["kernel"])
+  np.testing.assert_allclose(w_t, 0.99 * w0 + 0.01 * w_on, rtol=1e-4, atol=1e-7)
+  # The kNN feature path (inference-mode BatchNorm) sees the updated statistics.
+  fa = pretrain.feature_apply(c.model)
+  x = augment.eval_preprocess(jnp.asarray(images), 64)
+  stale = {"params": new_v["params"], "batch_stats": old_v["batch_stats"]}
+  assert not np.allclose(np.asarray(fa(new_v, x)), np.asarray(fa(stale, x)))
+  # Independent views: the step's two keys give different crops of the same images.
+  k1, k2 = jax.random.split(jax.random.PRNGKey(1))
+  v1 = augment.augment_batch(k1, jnp.asarray(images), c.augment)
+  v2 = augment.augment_batch(k2, jnp.asarray(images), c.augment)
+  assert not np.allclose(np.asarray(v1), np.asarray(v2))
