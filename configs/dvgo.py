@@ -99,6 +99,12 @@ def cpu():
   # lr down to 0.1x over 2000 steps, the mask cache refreshed every 250 steps so empty space stops
   # costing samples sooner).
   c.fine.rgbnet_width = 64
+  # Samples every voxel (stepsize 1.0, not 0.5) on a 128^3 grid (not 160^3; the 200x200 images do not
+  # resolve more): half the slots and samples per ray, the fine step ~2x faster (measured on lego:
+  # 2000 fine steps ~22 min (projected) -> 8 min; val PSNR 32.3, SSIM 0.970 in 581 s of training).
+  c.fine.stepsize = 1.0
+  c.fine.num_voxels = 128 ** 3
+  c.fine.num_voxels_base = 128 ** 3
   c.fine.num_iters = 2000
   c.fine.batch_size = 2048
   c.fine.pg_scale = (250, 500, 750, 1000)

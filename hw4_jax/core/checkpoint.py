@@ -12,11 +12,14 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging as absl_logging
 
 
 class Checkpointer:
 
   def __init__(self, directory: str, every: int, keep: int = 2):
+    # orbax logs every save/restore step at INFO through absl: it would drown the progress lines
+    absl_logging.set_verbosity(absl_logging.WARNING)
     self.directory = os.path.abspath(directory)
     self.every = max(int(every), 1)
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)

@@ -12,7 +12,6 @@ import time
 from typing import Callable
 
 import jax
-from absl import logging as absl_logging
 import numpy as np
 
 from hw4_jax.core import mesh as mesh_lib
@@ -30,7 +29,6 @@ def run(*, workdir: str, name: str, state, step_fn: Callable, mesh, train_iter, 
   returned in `summary['evals']` as (step, scalars) pairs.
   """
   extra = dict(extra or {})
-  absl_logging.set_verbosity(absl_logging.WARNING)  # orbax's INFO lines drown the progress lines
   state, restored = ckpt.restore_or(state, {**extra, "data_iter": train_iter.get_state()})
   if "data_iter" in restored:
     train_iter.set_state(restored["data_iter"])

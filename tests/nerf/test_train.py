@@ -111,8 +111,9 @@ def test_four_devices_match_one(trained, tmp_path):
 @pytest.mark.slow
 def test_short_demo_run_beats_psnr_floor(tmp_path):
   work = tmp_path / "demo"
-  _ok(run_main("--config=configs/dvgo.py:demo", "--config.coarse.num_iters=300",
-               "--config.fine.num_iters=800", "--config.fine.pg_scale=(100,200,300,400)",
+  # a third of the demo preset's steps (the full preset reaches ~33 dB; the test tiny run above ~13)
+  _ok(run_main("--config=configs/dvgo.py:demo", "--config.coarse.num_iters=200",
+               "--config.fine.num_iters=500", "--config.fine.pg_scale=(100,200,300)",
                "--config.eval.lpips=False", f"--workdir={work}", timeout=900))
   m = json.loads((work / "metrics.json").read_text())
-  assert m["psnr"] >= 22.0, m["psnr"]
+  assert m["psnr"] >= 23.0, m["psnr"]
