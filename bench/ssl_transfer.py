@@ -126,7 +126,6 @@ def main(argv):
   _, byol_vars = backbone_io.load(dirs["byol"])
   knn_byol = monitor(mesh_lib.replicate(byol_vars, mesh))
   knn_random = monitor(mesh_lib.replicate(pretrain.random_backbone(byol_cfg), mesh))
-  print(transfer.table(results), flush=True)
   print(f"[bench] BYOL: {byol_m['steps']} steps ({byol_m.get('images_per_s', 0):.1f} img/s), "
         f"supervised: {sup_m['steps']} steps ({sup_m.get('images_per_s', 0):.1f} img/s), "
         f"total {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
