@@ -57,8 +57,7 @@ class ClassifierNet(nn.Module):
 
 def build(config, num_classes: int, steps: int):
   """(net, TrainState, lr) with the pre-trained backbone loaded when config.pretrained is set."""
-  backbone = resnet.make_backbone(config.model.backbone, width=config.model.width,
-                                  dtype=config.model.dtype)
+  backbone = resnet.from_config(config.model)
   h = config.head
   net = ClassifierNet(backbone, MLPHead(num_classes, h.hidden, h.layers, h.dropout, h.slope),
                       frozen=bool(config.freeze_backbone))

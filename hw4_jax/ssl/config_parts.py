@@ -27,8 +27,9 @@ def demo(image_size=96):
   return data(image_size=image_size, source="demo")
 
 
-def model(backbone="resnet50", width=64, dtype="float32"):
-  return ml_collections.ConfigDict(dict(backbone=backbone, width=width, dtype=dtype))
+def model(backbone="resnet50", width=64, dtype="float32", conv="auto"):
+  """`conv`: 'auto' (CPU: per-tap weight-gradient convolutions, hw4_jax/ssl/conv.py), 'xla', 'taps'."""
+  return ml_collections.ConfigDict(dict(backbone=backbone, width=width, dtype=dtype, conv=conv))
 
 
 def augment(crop_size=128):

@@ -37,10 +37,6 @@ class SupervisedNet(nn.Module):
     return self.backbone(x, train=False)
 
 
-def make_backbone(model_cfg):
-  return resnet.make_backbone(model_cfg.backbone, width=model_cfg.width, dtype=model_cfg.dtype)
-
-
 def total_steps(config, steps_per_epoch: int) -> int:
   return int(config.train.num_steps) or int(config.train.num_epochs) * steps_per_epoch
 
@@ -55,7 +51,7 @@ def write_augment_grid(workdir: str, aug_cfg, images_uint8, seed: int = 0, count
 
 def build_byol(config, steps: int, rng):
   """(net, TrainState, lr schedule) for BYOL at step 0."""
-  net = byol.BYOLNet(make_backbone(config.model), config.byol.hidden_dim, config.byol.proj_dim)
+  net = byol.BYOLNet(resnet.from_config(config.model), config.byol.hidden_dim, config.byol.proj_dim)
   size = config.augment.crop_size
   variables = jax.jit(lambda k: net.init(k, jnp.zeros((2, size, size, 3)), train=True))(rng)
   base, lr = optim.make_optimizer(config.optim, steps, config.train.batch_size)
@@ -98,7 +94,7 @@ def byol_step_fn(net, aug_cfg, lr):
 
 
 def build_supervised(config, steps: int, num_classes: int, rng):
-  net = SupervisedNet(make_backbone(config.model), num_classes)
+  net = SupervisedNet(resnet.from_config(config.model), num_classes)
   size = config.augment.crop_size
   variables = jax.jit(lambda k: net.init(k, jnp.zeros((2, size, size, 3)), train=True))(rng)
   tx, lr = optim.make_optimizer(config.optim, steps, config.train.batch_size)
@@ -133,7 +129,7 @@ def backbone_variables(state):
 
 def feature_apply(model_cfg):
   """(variables of a backbone) x images -> pooled features, inference-mode BatchNorm."""
-  backbone = make_backbone(model_cfg)
+  backbone = resnet.from_config(model_cfg)
   return lambda variables, x: backbone.apply(variables, x, train=False)
 
 
@@ -211,7 +207,7 @@ def evaluate(config, workdir: str) -> dict:
 def random_backbone(config, seed: int | None = None):
   """A freshly initialised backbone's variables (the random-init kNN baseline)."""
   size = config.augment.crop_size
-  backbone = make_backbone(config.model)
+  backbone = resnet.from_config(config.model)
   key = jax.random.PRNGKey(config.seed if seed is None else seed)
   return jax.jit(lambda k: backbone.init(k, jnp.zeros((2, size, size, 3)), train=False))(key)
 

@@ -3,7 +3,8 @@
 `ResNet(num_classes=None)` returns the global-average-pooled features (512 for ResNet-18, 2048 for
 ResNet-50), which is what BYOL and the classifier put their heads on; `num_classes=1000` adds the fc
 layer and gives torchvision's 25,557,032 parameters for ResNet-50. `dtype=jnp.bfloat16` computes in
-bf16 while parameters (and BatchNorm statistics) stay float32.
+bf16 while parameters (and BatchNorm statistics) stay float32. `conv` is the convolution module
+(`hw4_jax.ssl.conv.conv_module`: on CPU, one with a faster weight gradient; the parameters are the same).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from hw4_jax.core.errors import UserError
+from hw4_jax.ssl import conv as conv_lib
 
 
 class BasicBlock(nn.Module):
@@ -63,10 +65,11 @@ class ResNet(nn.Module):
   width: int = 64
   num_classes: int | None = None
   dtype: Any = jnp.float32
+  conv: Any = nn.Conv
 
   @nn.compact
   def __call__(self, x, train: bool = True):
-    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype,
+    conv = functools.partial(self.conv, use_bias=False, dtype=self.dtype,
                              kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"))
     norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
                              epsilon=1e-5, dtype=self.dtype)
@@ -88,12 +91,19 @@ ARCHS = {"resnet18": ([2, 2, 2, 2], BasicBlock, 1), "resnet50": ([3, 4, 6, 3], B
 
 
 def make_backbone(name: str, *, width: int = 64, dtype: str = "float32",
-                  num_classes: int | None = None) -> ResNet:
+                  num_classes: int | None = None, conv: str = "auto") -> ResNet:
   if name not in ARCHS:
     raise UserError(f"config.model.backbone={name!r}: expected one of {sorted(ARCHS)}")
   stages, block, _ = ARCHS[name]
   return ResNet(stages, block, width=width, num_classes=num_classes,
-                dtype={"float32": jnp.float32, "bfloat16": jnp.bfloat16}[dtype])
+                dtype={"float32": jnp.float32, "bfloat16": jnp.bfloat16}[dtype],
+                conv=conv_lib.conv_module(conv))
+
+
+def from_config(model_cfg) -> ResNet:
+  """The backbone a `config.model` describes (configs saved before `conv` existed mean 'auto')."""
+  return make_backbone(model_cfg.backbone, width=model_cfg.width, dtype=model_cfg.dtype,
+                       conv=model_cfg.get("conv", "auto"))
 
 
 def feature_dim(name: str, width: int = 64) -> int:
