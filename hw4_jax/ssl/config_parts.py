@@ -28,7 +28,7 @@ def demo(image_size=96):
 
 
 def model(backbone="resnet50", width=64, dtype="float32", conv="auto"):
-  """`conv`: 'auto' (CPU: per-tap weight-gradient convolutions, hw4_jax/ssl/conv.py), 'xla', 'taps'."""
+  """`conv`: 'auto' (on CPU, wide layers as matmuls: hw4_jax/ssl/conv.py), 'xla' or 'gemm'."""
   return ml_collections.ConfigDict(dict(backbone=backbone, width=width, dtype=dtype, conv=conv))
 
 

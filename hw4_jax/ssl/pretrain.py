@@ -51,7 +51,8 @@ def write_augment_grid(workdir: str, aug_cfg, images_uint8, seed: int = 0, count
 
 def build_byol(config, steps: int, rng):
   """(net, TrainState, lr schedule) for BYOL at step 0."""
-  net = byol.BYOLNet(resnet.from_config(config.model), config.byol.hidden_dim, config.byol.proj_dim)
+  net = byol.BYOLNet(resnet.from_config(config.model), config.byol.hidden_dim,
+                     config.byol.proj_dim)
   size = config.augment.crop_size
   variables = jax.jit(lambda k: net.init(k, jnp.zeros((2, size, size, 3)), train=True))(rng)
   base, lr = optim.make_optimizer(config.optim, steps, config.train.batch_size)

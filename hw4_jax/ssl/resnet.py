@@ -4,7 +4,7 @@
 ResNet-50), which is what BYOL and the classifier put their heads on; `num_classes=1000` adds the fc
 layer and gives torchvision's 25,557,032 parameters for ResNet-50. `dtype=jnp.bfloat16` computes in
 bf16 while parameters (and BatchNorm statistics) stay float32. `conv` is the convolution module
-(`hw4_jax.ssl.conv.conv_module`: on CPU, one with a faster weight gradient; the parameters are the same).
+(`hw4_jax.ssl.conv.conv_module`: on CPU, wide layers run as matmuls; the parameters are the same).
 """
 
 from __future__ import annotations
