@@ -83,6 +83,7 @@ def conv2d_gemm(x, kernel, stride: int, padding):
 
 
 def _gemm_fwd(x, kernel, stride, padding):
+  # Keep x, not its im2col (k*k times larger); the backward pass rebuilds it with cheap slices.
   return conv2d_gemm(x, kernel, stride, padding), (x, kernel)
 
 
