@@ -56,7 +56,11 @@ def build_byol(config, steps: int, rng):
   size = config.augment.crop_size
   variables = jax.jit(lambda k: net.init(k, jnp.zeros((2, size, size, 3)), train=True))(rng)
   base, lr = optim.make_optimizer(config.optim, steps, config.train.batch_size)
-  tx = optax.chain(base, byol.ema_target(byol.tau_schedule(config.byol.tau_base, steps)))
+  parts = [base]
+  mult = float(config.byol.get("predictor_lr_mult", 1.0))
+  if mult != 1.0:  # a faster predictor (DirectPred / SimSiam: the predictor should track the projector)
+    parts.append(optax.masked(optax.scale(mult), lambda p: {k: k == "predictor" for k in p}))
+  tx = optax.chain(*parts, byol.ema_target(byol.tau_schedule(config.byol.tau_base, steps)))
   stats = variables["batch_stats"]
   state = TrainState.create(apply_fn=net.apply, params=variables["params"], tx=tx,
                             rng=jax.random.PRNGKey(config.seed),

@@ -121,3 +121,30 @@ def test_byol_step_feeds_the_knn_path():
   v1 = augment.augment_batch(k1, jnp.asarray(images), c.augment)
   v2 = augment.augment_batch(k2, jnp.asarray(images), c.augment)
   assert not np.allclose(np.asarray(v1), np.asarray(v2))
+
+
+def test_predictor_lr_mult_scales_only_the_predictor_update():
+  """`byol.predictor_lr_mult`: the predictor's first Adam step is `mult` times longer, the rest equal,
+  and the EMA target follows the online params that were actually applied."""
+  from hw4_jax.ssl import pretrain
+  from tests.ssl.tiny import load_config, shrink
+  images = np.random.default_rng(0).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
+  batch = {"image": images, "label": np.zeros(8, np.int32)}
+  moved = {}
+  for mult in (1.0, 10.0):
+    c = shrink(load_config("byol"), steps=4)
+    c.optim.warmup_steps = 0
+    c.byol.predictor_lr_mult = mult
+    net, state, lr = pretrain.build_byol(c, 4, jax.random.PRNGKey(0))
+    new, _ = jax.jit(pretrain.byol_step_fn(net, c.augment, lr))(state, batch)
+    moved[mult] = jax.tree.map(lambda a, b: np.asarray(b) - np.asarray(a), state.params, new.params)
+    target = byol.find_target(new.opt_state).target
+    np.testing.assert_allclose(
+        np.asarray(target["projector"]["Dense_0"]["kernel"]),
+        0.99 * np.asarray(state.params["projector"]["Dense_0"]["kernel"])
+        + 0.01 * np.asarray(new.params["projector"]["Dense_0"]["kernel"]), rtol=1e-5, atol=1e-7)
+  for name in ("backbone", "projector", "predictor"):
+    scale = 10.0 if name == "predictor" else 1.0
+    for a, b in zip(jax.tree.leaves(moved[1.0][name]), jax.tree.leaves(moved[10.0][name])):
+      np.testing.assert_allclose(b, scale * a, rtol=1e-3, atol=1e-6)
+  assert float(np.abs(jax.tree.leaves(moved[1.0]["predictor"])[0]).max()) > 0
