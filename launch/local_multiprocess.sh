@@ -104,13 +104,6 @@ prefix() {  # prefix every line (also a last one without newline) with the proce
 
 alive() { kill -0 "$1" 2>/dev/null; }
 
-# A pipe that nobody writes to: `read -t` on it is a sleep without a child process. With an external
-# `sleep` in the poll loop, a SIGINT sent to this script alone (kill -INT) arrives while bash waits for
-# that foreground child, where bash's wait-and-cooperative-exit rules apply; once in CI the launcher
-# then ignored the signal. A builtin read is interrupted and the trap runs at once.
-exec {NAP_FD}<> <(:)
-nap() { read -r -t "$1" -u "$NAP_FD" _ || true; }
-
 any_alive() {
   local pid
   for pid in "${PIDS[@]}"; do
@@ -122,7 +115,7 @@ any_alive() {
 wait_alive() {  # wait_alive SECONDS: until no process is left or the time is up
   local ticks=0
   while ((ticks < $1 * 10)) && any_alive; do
-    nap 0.1
+    sleep 0.1
     ticks=$((ticks + 1))
   done
 }
@@ -192,7 +185,7 @@ while ((${#remaining[@]})); do
     fi
   done
   remaining=("${next[@]+"${next[@]}"}")
-  if ((${#remaining[@]})); then nap 0.2; fi
+  if ((${#remaining[@]})); then sleep 0.2; fi
 done
 trap - EXIT
 wait 2>/dev/null || true  # the output prefixers end at their process's EOF
