@@ -114,9 +114,6 @@ def main(argv):
     per_epoch = 3887 // sweep.classifier.train.batch_size
     sweep.classifier.train.num_steps = max(int(_FT_EPOCHS.value * per_epoch), 2)
     sweep.classifier.train.eval_every = max(sweep.classifier.train.num_steps // 4, 1)
-    # A warm-up as long as the shortened run would end it at the peak lr, never decayed.
-    sweep.classifier.optim.warmup_steps = min(sweep.classifier.optim.warmup_steps,
-                                              max(sweep.classifier.train.num_steps // 10, 1))
   results = transfer.run(sweep, os.path.join(_WORKDIR.value, "sweep"))
 
   # kNN on flowers val: the BYOL backbone vs a random init of the same architecture.

@@ -133,10 +133,14 @@ def test_launcher_signal_stops_every_process(tmp_path, sig, status):
   env = launcher.env_for(devices=1, LAUNCH_MODULE=TOY)
   # Start it as a terminal would: with SIGINT at its default. A signal ignored when bash starts cannot
   # be trapped, and something earlier in a full pytest run leaves SIGINT ignored in this process.
-  proc = subprocess.Popen(["bash", str(launcher.LAUNCHER), "2", str(tmp_path / "w"), "100000"],
-                          env=env, cwd=launcher.ROOT, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True,
-                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+  # (Set here around the fork, not in a preexec_fn: forking a multithreaded process runs no Python.)
+  before = signal.signal(signal.SIGINT, signal.SIG_DFL)
+  try:
+    proc = subprocess.Popen(["bash", str(launcher.LAUNCHER), "2", str(tmp_path / "w"), "100000"],
+                            env=env, cwd=launcher.ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+  finally:
+    signal.signal(signal.SIGINT, before)
   try:
     seen = _read_until(proc, "[p0] [toy] 5/100000", timeout=180)
     proc.send_signal(sig)
