@@ -138,10 +138,13 @@ class Conv(nn.Module):
     return conv2d_gemm(x, kernel, stride, padding)
 
 
-def conv_module(impl: str = "auto"):
-  """`impl` (config.model.conv): 'xla' (flax's nn.Conv), 'gemm', or 'auto' (per layer, CPU only)."""
+def use_cpu_kernels(impl: str = "auto") -> bool:
+  """Whether `impl` (config.model.conv) asks for this project's CPU-friendly conv and pool kernels."""
   if impl not in ("auto", "xla", "gemm"):
     raise ValueError(f"config.model.conv={impl!r}: expected 'auto', 'xla' or 'gemm'")
-  if impl == "xla" or jax.default_backend() != "cpu" and impl == "auto":
-    return nn.Conv
-  return functools.partial(Conv, algorithm=impl)
+  return impl == "gemm" or impl == "auto" and jax.default_backend() == "cpu"
+
+
+def conv_module(impl: str = "auto"):
+  """`impl` (config.model.conv): 'xla' (flax's nn.Conv), 'gemm', or 'auto' (per layer, CPU only)."""
+  return functools.partial(Conv, algorithm=impl) if use_cpu_kernels(impl) else nn.Conv

@@ -4,7 +4,8 @@
 ResNet-50), which is what BYOL and the classifier put their heads on; `num_classes=1000` adds the fc
 layer and gives torchvision's 25,557,032 parameters for ResNet-50. `dtype=jnp.bfloat16` computes in
 bf16 while parameters (and BatchNorm statistics) stay float32. `conv` is the convolution module
-(`hw4_jax.ssl.conv.conv_module`: on CPU, wide layers run as matmuls; the parameters are the same).
+(`hw4_jax.ssl.conv.conv_module`: on CPU, wide layers run as matmuls; the parameters are the same), and
+`pool` the stem's max pool (on CPU, `hw4_jax.ssl.pool`'s, whose gradient XLA fuses).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import jax.numpy as jnp
 
 from hw4_jax.core.errors import UserError
 from hw4_jax.ssl import conv as conv_lib
+from hw4_jax.ssl import pool as pool_lib
 
 
 class BasicBlock(nn.Module):
@@ -66,6 +68,7 @@ class ResNet(nn.Module):
   num_classes: int | None = None
   dtype: Any = jnp.float32
   conv: Any = nn.Conv
+  pool: Any = None  # None: flax's max_pool
 
   @nn.compact
   def __call__(self, x, train: bool = True):
@@ -76,7 +79,10 @@ class ResNet(nn.Module):
     x = x.astype(self.dtype)
     x = conv(self.width, (7, 7), (2, 2), padding=((3, 3), (3, 3)), name="conv_init")(x)
     x = nn.relu(norm(name="bn_init")(x))
-    x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    if self.pool is None:
+      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    else:
+      x = self.pool(x)
     for i, blocks in enumerate(self.stage_sizes):
       for j in range(blocks):
         strides = (2, 2) if i > 0 and j == 0 else (1, 1)
@@ -97,7 +103,8 @@ def make_backbone(name: str, *, width: int = 64, dtype: str = "float32",
   stages, block, _ = ARCHS[name]
   return ResNet(stages, block, width=width, num_classes=num_classes,
                 dtype={"float32": jnp.float32, "bfloat16": jnp.bfloat16}[dtype],
-                conv=conv_lib.conv_module(conv))
+                conv=conv_lib.conv_module(conv),
+                pool=pool_lib.max_pool_3x3_s2 if conv_lib.use_cpu_kernels(conv) else None)
 
 
 def from_config(model_cfg) -> ResNet:

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hw4_jax.ssl import conv, resnet
+from hw4_jax.ssl import conv, pool, resnet
 
 
 def _reference(x, kernel, stride, padding):
@@ -47,11 +47,13 @@ def test_conv_module_has_nn_conv_parameters():
   np.testing.assert_allclose(ours.apply(p_flax, x), flax_conv.apply(p_flax, x), atol=1e-5)
 
 
-def test_resnet_gradients_do_not_depend_on_the_conv_implementation():
+def test_resnet_gradients_do_not_depend_on_the_conv_and_pool_implementation():
   # 64 px and batch 4: BatchNorm over 2x2 maps, not 1x1 maps of 2 examples, which would amplify
   # float32 rounding differences between the two forward passes into percent-level gradient noise.
   x = jax.random.normal(jax.random.PRNGKey(1), (4, 64, 64, 3))
   nets = {impl: resnet.make_backbone("resnet18", width=8, conv=impl) for impl in ("xla", "gemm")}
+  # ... nor on the stem pool's (flax's max_pool vs hw4_jax.ssl.pool's hand-written gradient).
+  assert nets["xla"].pool is None and nets["gemm"].pool is pool.max_pool_3x3_s2
   variables = nets["xla"].init(jax.random.PRNGKey(0), x, train=False)
 
   def grads(net):
