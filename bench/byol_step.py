@@ -60,19 +60,16 @@ def jax_images_per_s(batch: int, size: int, steps: int, dtype: str) -> float:
   import jax
   import numpy as np
   from hw4_jax.core import mesh as mesh_lib
-  from hw4_jax.ssl import config_parts as parts, pretrain
-  import ml_collections
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.model = parts.model("resnet50", dtype=dtype)
-  c.byol = ml_collections.ConfigDict(dict(hidden_dim=4096, proj_dim=256, tau_base=0.99))
-  c.augment = parts.augment(crop_size=size)
-  c.optim = parts.optim("adam", lr=1e-4, warmup_steps=1000)
-  c.train = parts.train(batch_size=batch, num_epochs=1)
+  from hw4_jax.ssl import byol
+  from load_config import load_config   # bench/load_config.py
+  c = load_config("byol", "default")    # the reference report's BYOL: ResNet-50, Adam 1e-4
+  c.model.dtype = dtype
+  c.augment.crop_size = size
+  c.train.batch_size = batch
   mesh = mesh_lib.make_mesh()
-  net, state, lr = pretrain.build_byol(c, 10_000, jax.random.PRNGKey(0))
+  net, state, lr = byol.build(c, 10_000, jax.random.PRNGKey(0))
   state = mesh_lib.replicate(state, mesh)
-  step = mesh_lib.jit_step(pretrain.byol_step_fn(net, c.augment, lr), mesh)
+  step = mesh_lib.jit_step(byol.step_fn(net, c.augment, lr), mesh)
   rng = np.random.default_rng(0)
   batch_np = {"image": rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8),
               "label": np.zeros(batch, np.int32)}

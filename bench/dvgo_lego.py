@@ -54,7 +54,9 @@ def main():
   rate = {st: re.findall(rf"\[{st}\] \d+ steps in [\d.]+s \(([\d.]+) it/s", text) for st in
           ("coarse", "fine")}
   slots = re.findall(r"world sizes \[.*?\]", text)
-  fine_pts = re.findall(r"\[fine\] \d+/\d+ .*?color_per_ray=([\d.]+).*?points_per_ray=([\d.]+)", text)
+  with open(os.path.join(args.workdir, "metrics.jsonl")) as f:   # the fine stage's last logged step
+    rows = [r for r in map(json.loads, f) if r.get("stage") == "fine" and "debug/color_per_ray" in r]
+  fine_pts = [(f"{r['debug/color_per_ray']:.2f}", f"{r['debug/points_per_ray']:.2f}") for r in rows]
   n_slots = re.findall(r"\[fine\] step \d+: grid .*?, (\d+) samples/ray", text)
   rs = m["render_stats"]
   print(f"dvgo_lego: psnr={m['psnr']:.2f} ssim={m['ssim']:.4f} lpips_vgg={m['lpips_vgg']:.4f} "

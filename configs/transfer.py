@@ -2,23 +2,16 @@
 
 `config.byol_workdir` / `config.supervised_workdir` point at finished pre-training workdirs; empty means
 the sweep runs `config.byol` / `config.supervised` first. `config.classifier` is the fine-tuning config
-shared by all settings (its `pretrained` / `freeze_backbone` are set per setting).
+shared by all settings (its `pretrained` / `freeze_backbone` are set per setting). Presets: default,
+cpu, demo, built from the byol / supervised / classifier presets of the same name.
 """
-
-import importlib.util
-import os
 
 import ml_collections
 
-from hw4_jax.core import presets
-
-
-def _load(name):
-  spec = importlib.util.spec_from_file_location(
-      f"_{name}_config", os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+import byol
+import classifier
+import common
+import supervised
 
 
 def _sweep(preset):
@@ -27,9 +20,9 @@ def _sweep(preset):
   c.settings = "ABCDE"
   c.byol_workdir = ""
   c.supervised_workdir = ""
-  c.byol = _load("byol").get_config(preset)
-  c.supervised = _load("supervised").get_config(preset)
-  c.classifier = _load("classifier").get_config(preset)
+  c.byol = byol.get_config(preset)
+  c.supervised = supervised.get_config(preset)
+  c.classifier = classifier.get_config(preset)
   # The fine-tuning data/model, also reachable as --config.data.* / --config.model.* (same objects;
   # `pretrained` / `freeze_backbone` are set per setting, so the sweep has none of its own).
   c.data = c.classifier.data
@@ -38,5 +31,5 @@ def _sweep(preset):
 
 
 def get_config(arg=None):
-  return presets.choose(arg, {"default": lambda: _sweep("default"), "cpu": lambda: _sweep("cpu"),
-                              "demo": lambda: _sweep("demo")})
+  return common.choose(arg, {"default": lambda: _sweep("default"), "cpu": lambda: _sweep("cpu"),
+                             "demo": lambda: _sweep("demo")})

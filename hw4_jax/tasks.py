@@ -36,9 +36,30 @@ def resolve(task: str, mode: str):
   return modes[mode]
 
 
+def config_file_arg(argv: list[str]) -> str | None:
+  """The path part of `--config=PATH[:preset]` (or `--config PATH`), if given."""
+  for i, arg in enumerate(argv):
+    if arg.startswith(("--config=", "-config=")):
+      value = arg.split("=", 1)[1]
+    elif arg in ("--config", "-config") and i + 1 < len(argv):
+      value = argv[i + 1]
+    else:
+      continue
+    return value.split(":", 1)[0]
+  return None
+
+
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl flag parsing that reports a bad flag, preset or override as one line, not a traceback."""
+  """absl flag parsing that reports a bad flag, preset or override as one line, not a traceback.
+
+  The config file's folder goes first on `sys.path`, so config files import their siblings
+  (`import common`) wherever they live (docs/architecture.md)."""
   from absl import flags
+  path = config_file_arg(argv)
+  if path:
+    folder = os.path.dirname(os.path.abspath(path))
+    if folder not in sys.path:
+      sys.path.insert(0, folder)
   try:
     return flags.FLAGS(argv)
   except flags.Error as err:
@@ -63,7 +84,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | None) -> int:
   others are stopped with the same status instead of waiting in a collective that never completes.
   """
   import jax
-  from hw4_jax.core import distributed
+  from hw4_jax.core import distributed, interrupt
   existed = bool(workdir) and os.path.exists(workdir)
   multi = jax.process_count() > 1
 
@@ -73,6 +94,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | None) -> int:
 
   if multi:
     distributed.on_abort(remove_new_workdir)
+  interrupt.install()
   try:
     if config is None:
       raise UserError("no --config given (e.g. --config=configs/dvgo.py:demo)")
@@ -83,6 +105,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | None) -> int:
       raise UserError("no --workdir given")
     fn = resolve(config.get("task", ""), config.get("mode", "train"))
     fn(config, workdir)
+  except interrupt.Interrupted as stop:
+    print(f"[{config.get('task', '')}] {stop.line()}", flush=True)
+    return stop.status
   except UserError as err:
     print(f"error: {err}", file=sys.stderr, flush=True)
     if multi:

@@ -19,7 +19,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.helpers import assert_grids_match
+from tests.helpers import assert_grids_match, tiny_dvgo_args, tiny_ssl_args
 from tests.multihost import launcher
 
 pytestmark = pytest.mark.skipif(not pathlib.Path("/proc/self/environ").exists(),
@@ -228,14 +228,7 @@ def _main_multi(*args: str, processes: int = 2, devices: int = 1) -> launcher.Re
 
 
 def _byol_args(workdir, data) -> list[str]:
-  """configs/byol.py:demo made tiny (as tests/ssl/tiny.py): width-8 ResNet-18 at 64 px, 3 steps."""
-  return ["--config=configs/byol.py:demo", f"--workdir={workdir}", "--config.model.width=8",
-          "--config.augment.crop_size=64", "--config.data.image_size=64",
-          f"--config.data.demo_dir={data}", "--config.train.batch_size=8",
-          "--config.train.num_steps=3", "--config.train.log_every=1",
-          "--config.train.checkpoint_every=2", "--config.byol.hidden_dim=32",
-          "--config.byol.proj_dim=16", "--config.knn.image_size=64", f"--config.knn.demo_dir={data}",
-          "--config.knn.batch_size=32"]
+  return tiny_ssl_args("byol", workdir, data, steps=3)
 
 
 @pytest.mark.slow
@@ -262,13 +255,7 @@ def test_byol_two_processes_match_one_process(tmp_path):
 
 
 def _dvgo_args(workdir) -> list[str]:
-  """configs/dvgo.py:demo made tiny (as tests/nerf/test_train.py): 10 + 12 steps, one scaling point."""
-  return ["--config=configs/dvgo.py:demo", f"--workdir={workdir}", "--config.coarse.num_iters=10",
-          "--config.coarse.alpha_init=1e-2", "--config.fine.num_iters=12", "--config.fine.pg_scale=(6,)",
-          "--config.coarse.num_voxels=32768", "--config.coarse.num_voxels_base=32768",
-          "--config.fine.num_voxels=64000", "--config.fine.num_voxels_base=64000",
-          "--config.coarse.batch_size=512", "--config.fine.batch_size=512",
-          "--config.checkpoint_every=5", "--config.log_every=5", "--config.eval.lpips=False"]
+  return tiny_dvgo_args(workdir, coarse=10, fine=12)
 
 
 @pytest.mark.slow

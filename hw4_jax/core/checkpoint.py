@@ -15,6 +15,14 @@ import orbax.checkpoint as ocp
 from absl import logging as absl_logging
 
 
+def latest_step(directory: str) -> int | None:
+  """The latest finished checkpoint step in `directory` (None if none), without creating it."""
+  if not os.path.isdir(directory):
+    return None
+  steps = ocp.utils.checkpoint_steps(os.path.abspath(directory))
+  return max(steps) if steps else None
+
+
 class Checkpointer:
 
   def __init__(self, directory: str, every: int, keep: int = 2):
@@ -25,6 +33,7 @@ class Checkpointer:
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
     self._manager = ocp.CheckpointManager(self.directory, options=options,
                                           item_names=("state", "extra"))
+    self._closed = False
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -51,5 +60,8 @@ class Checkpointer:
     return True
 
   def close(self) -> None:
-    self._manager.wait_until_finished()
-    self._manager.close()
+    """Waits for an asynchronous save to be written, then releases orbax's threads (idempotent)."""
+    if not self._closed:
+      self._closed = True
+      self._manager.wait_until_finished()
+      self._manager.close()

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 
 import numpy as np
 
+from hw4_jax.core import files
 from hw4_jax.nerf import rays as rays_lib
 
 VERSION = "demo_scene_v1"
@@ -136,19 +135,8 @@ def generate(root: str, size: int = 100) -> None:
 def ensure() -> str:
   """The cached scene folder, generated on first use."""
   target = cache_dir()
-  if os.path.isfile(os.path.join(target, "transforms_val.json")):
-    return target
-  parent = os.path.dirname(target)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=".demo_tmp", dir=parent)
-  try:
+  if not os.path.isfile(os.path.join(target, "transforms_val.json")):
     print(f"[demo] generating the demo scene in {target}", flush=True)
-    generate(tmp)
-    try:
-      os.rename(tmp, target)
-    except OSError:   # another process finished first
-      pass
-  finally:
-    if os.path.isdir(tmp):
-      shutil.rmtree(tmp, ignore_errors=True)
+    with files.atomic_dir(target) as tmp:
+      generate(tmp)
   return target

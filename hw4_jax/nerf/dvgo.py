@@ -1,24 +1,31 @@
-"""DVGO models (coarse: density + colour grids; fine: density + feature grids + colour MLP) and loss.
+"""DVGO models (coarse: density + colour grids; fine: density + feature grids + colour MLP), the
+loss, and the trained-model file.
 
 A model is two trees: `params` (trained: density [X,Y,Z,1], k0 [X,Y,Z,C], rgbnet) and `buffers`
 (not trained: bbox, act_shift, mask cache, per-voxel learning rate). Geometry numbers that set array
 shapes (world size, samples per ray, alpha interval) live in a static `Level` computed on the host.
 The loss is differentiated with respect to the *gathered corner values* of the grids, so grid
-gradients come out as sparse rows (see masked_adam.py).
+gradients come out as sparse rows (see masked_adam.py). A trained model is `model.npz` (every leaf
+of params and buffers under its tree path) + `model.json` (the static render settings, camera, run).
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import re
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hw4_jax.core import files
+from hw4_jax.core.errors import UserError
 from hw4_jax.nerf import grid as grid_lib
 from hw4_jax.nerf import mlp as mlp_lib
-from hw4_jax.nerf import render as R
+from hw4_jax.nerf import raymarch as R
 from hw4_jax.nerf.masked_adam import SparseGrad
 
 
@@ -57,6 +64,11 @@ def init_params(key, level: Level, k0_dim: int, mlp: tuple[int, int] | None, pe:
     width, depth = mlp
     params["rgbnet"] = mlp_lib.init(key, k0_dim + 3 + 6 * pe, width, depth)
   return params
+
+
+def voxel_size_ratio(level: Level, stepsize: float) -> float:
+  """voxel size / base voxel size: the interval DVGO activates grid densities with."""
+  return level.spec.interval / stepsize
 
 
 def alpha_grid(density, shift, interval):
@@ -206,3 +218,58 @@ def view_counts_projected(xyz_min, xyz_max, size, poses, height, width, focal, n
 
   count, _ = jax.lax.scan(body, jnp.zeros((pts.shape[0],), jnp.float32), jnp.asarray(poses))
   return np.asarray(count).reshape(size)
+
+
+def save_model(workdir: str, params, buffers, meta: dict) -> None:
+  """`model.npz` (every leaf under its tree path, e.g. `params['rgbnet']['layers'][0]['w']`) and
+  `model.json`, atomically, on process 0."""
+  if not files.is_main_process():
+    return
+  flat = {}
+  for prefix, tree in (("params", params), ("buffers", buffers)):
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+      flat[prefix + jax.tree_util.keystr(path)] = np.asarray(leaf)
+  with files.atomic_path(os.path.join(workdir, "model.npz")) as tmp:
+    np.savez(tmp, **flat)
+  files.write_json(os.path.join(workdir, "model.json"), meta)
+
+
+_PATH_PART = re.compile(r"\['([^']*)'\]|\[(\d+)\]")
+
+
+def _unflatten(flat: dict) -> dict:
+  """{"params['a'][0]['w']": x} -> {"params": {"a": [{"w": x}]}} (lists where the keys are indices)."""
+  root: dict = {}
+  for key, value in flat.items():
+    head = key[:key.index("[")]
+    parts = [name if name is not None and idx == "" else int(idx)
+             for name, idx in _PATH_PART.findall(key[len(head):])]
+    node = root.setdefault(head, {})
+    for part in parts[:-1]:
+      node = node.setdefault(part, {})
+    node[parts[-1]] = value
+
+  def listify(node):
+    if not isinstance(node, dict):
+      return node
+    node = {k: listify(v) for k, v in node.items()}
+    if node and all(isinstance(k, int) for k in node):
+      return [node[i] for i in sorted(node)]
+    return node
+  return listify(root)
+
+
+def load_model(workdir: str):
+  """-> (params, buffers, meta) of a trained workdir, or a UserError when there is none."""
+  npz, js = os.path.join(workdir, "model.npz"), os.path.join(workdir, "model.json")
+  if not (os.path.isfile(npz) and os.path.isfile(js)):
+    raise UserError(f"{workdir}: no trained model (model.npz/model.json); run mode=train first")
+  try:
+    with open(js) as f:
+      meta = json.load(f)
+    with np.load(npz) as data:
+      tree = _unflatten({k: data[k] for k in data.files})
+  except (OSError, ValueError, KeyError) as err:
+    raise UserError(f"{npz}: cannot read the trained model ({err})") from None
+  tree = jax.tree.map(jnp.asarray, tree)
+  return tree["params"], tree["buffers"], meta

@@ -77,6 +77,18 @@ def unique_rows(ids, rows, owner, cap: int):
   return uids, summed, owner, pos[-1]
 
 
+def unique_capacity(n_rows: int, unique_frac: float) -> int:
+  """Length of the list of distinct voxels for `n_rows` gradient rows."""
+  return min(round_up(n_rows * unique_frac), round_up(n_rows))
+
+
+def overflow(grads, opt_state: "AdamState", unique_frac: float, keys=("density", "k0")):
+  """Distinct voxels of the last step beyond the list's capacity (their update was skipped)."""
+  return sum(jnp.maximum(opt_state.leaves[k].unique - unique_capacity(grads[k].ids.shape[0],
+                                                                       unique_frac), 0)
+             for k in keys)
+
+
 def dvgo_adam(learning_rates: Mapping[str, float], decay_steps: float, b1: float = 0.9,
               b2: float = 0.99, eps: float = 1e-8, skip_zero_grad: bool = True,
               sparse_keys: tuple[str, ...] = ("density", "k0"), unique_frac: float = 0.5):
@@ -121,7 +133,7 @@ def dvgo_adam(learning_rates: Mapping[str, float], decay_steps: float, b1: float
 
   def _sparse_step(g: SparseGrad, st: LeafState, lr, plr):
     n_vox = st.m.shape[0]
-    cap = min(round_up(g.ids.shape[0] * unique_frac), round_up(g.ids.shape[0]))
+    cap = unique_capacity(g.ids.shape[0], unique_frac)
     uids, summed, owner, n_unique = unique_rows(g.ids, g.rows, st.owner, cap)
     uc = jnp.minimum(uids, n_vox - 1)
     m_old, v_old = _get(st.m, uc), _get(st.v, uc)

@@ -18,6 +18,14 @@ import numpy as np
 from hw4_jax.core.errors import UserError
 
 
+@dataclasses.dataclass(frozen=True)
+class Camera:
+  """Pinhole intrinsics shared by the views of a split (image size in pixels, focal length)."""
+  height: int
+  width: int
+  focal: float
+
+
 @dataclasses.dataclass
 class Split:
   """One split: poses [N,4,4] camera-to-world (OpenGL), optional images [N,H,W,3] float32."""
@@ -27,6 +35,10 @@ class Split:
   focal: float
   names: list[str]
   images: np.ndarray | None = None
+
+  @property
+  def camera(self) -> Camera:
+    return Camera(self.height, self.width, self.focal)
 
 
 def read_transforms(path: str) -> dict:

@@ -17,14 +17,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from hw4_jax.core import distributed
-from hw4_jax.core import logging as log_lib
 from hw4_jax.core import mesh as mesh_lib
-from hw4_jax.core.checkpoint import Checkpointer
+from hw4_jax.core.checkpoint import latest_step
 from hw4_jax.core.errors import UserError
 from hw4_jax.core.state import TrainState
-from hw4_jax.nerf import dvgo, evaluate, render_mode, scene, stages
+from hw4_jax.nerf import dvgo, evaluation, masked_adam, scene, views
 from hw4_jax.nerf import grid as grid_lib
 from hw4_jax.nerf import rays as rays_lib
+from hw4_jax.nerf import stage as stage_lib
 
 
 def _load_data(config):
@@ -51,12 +51,11 @@ def _coarse(config, workdir, train, mesh, val=None):
                           data.far, use_mlp=False)
   print(f"[coarse] bbox {np.round(xyz_min, 3).tolist()} .. {np.round(xyz_max, 3).tolist()} "
         f"world size {level.world_size} samples/ray {level.spec.n_slots}", flush=True)
-  ckpt = Checkpointer(os.path.join(workdir, "ckpt_coarse"), every=config.checkpoint_every)
-  resuming = ckpt.latest_step() is not None
+  resuming = latest_step(os.path.join(workdir, "ckpt_coarse")) is not None
   params = dvgo.init_params(jax.random.PRNGKey(config.seed), level, 3, None)
   mask = jnp.ones(level.world_size, bool)
   per_lr = jnp.ones((int(np.prod(level.world_size)),), jnp.float32)
-  if not resuming:
+  if not resuming:   # (a resumed run restores all of this from the checkpoint)
     if cc.maskout_near_cam_vox:
       near = dvgo.near_camera_mask(xyz_min, xyz_max, level.world_size, train.poses[:, :3, 3],
                                    data.near)
@@ -69,27 +68,28 @@ def _coarse(config, workdir, train, mesh, val=None):
                                            data.far)
       else:
         count = dvgo.view_counts(level, xyz_min, xyz_max,
-                                 stages.view_ray_chunks(train, cc.pervoxel_lr_downrate))
+                                 stage_lib.view_ray_chunks(train, cc.pervoxel_lr_downrate))
       per_lr = jnp.asarray(count.reshape(-1) / max(count.max(), 1.0))
       mask = jnp.asarray(count > 2)
       print(f"[coarse] per-voxel view counts in {time.perf_counter() - t0:.1f}s", flush=True)
   buffers = {"xyz_min": jnp.asarray(xyz_min), "xyz_max": jnp.asarray(xyz_max),
              "act_shift": jnp.asarray(dvgo.act_shift(cc.alpha_init), jnp.float32), "mask": mask,
              "per_voxel_lr": per_lr}
-  tx = stages.make_tx(cc, skip_zero_grad=False)
-  state = TrainState.create(apply_fn=dvgo.loss_and_grads, params=params, tx=tx,
-                            rng=jax.random.PRNGKey(config.seed), model_state=buffers)
-  pool = stages.make_pool(train, None)
-  runner = stages.StageRunner(config, workdir, "coarse", cc, mesh, train, ckpt, pool)
-  runner.preview_split = val
-  state = runner.run(state, [level], pg_scale=(), per_voxel_lr=cc.pervoxel_lr)
+  state = TrainState.create(params=params, tx=stage_lib.make_tx(cc),
+                            rng=jax.random.PRNGKey(config.seed), model_state=buffers,
+                            update_fn=masked_adam.apply_updates)
+  runner = stage_lib.StageRunner(config, workdir, "coarse", cc, mesh, train,
+                                 stage_lib.make_pool(train), preview=val)
+  state, _ = runner.run(state, [level], pg_scale=(), per_voxel_lr=cc.pervoxel_lr)
   return state, level
 
 
 def _fine(config, workdir, train, mesh, coarse_state, coarse_level, val=None):
   fc, data = config.fine, config.data
   cparams, cbuf = coarse_state.params, coarse_state.model_state
-  calpha = dvgo.alpha_grid(cparams["density"], cbuf["act_shift"], 1.0)
+  # The coarse geometry at the coarse grid's own interval (DVGO: its voxel_size_ratio).
+  ratio = dvgo.voxel_size_ratio(coarse_level, config.coarse.stepsize)
+  calpha = dvgo.alpha_grid(cparams["density"], cbuf["act_shift"], ratio)
   cpts = grid_lib.grid_points(cbuf["xyz_min"], cbuf["xyz_max"], coarse_level.world_size)
   active = np.asarray(calpha > fc.bbox_thres)
   if not active.any():
@@ -106,34 +106,32 @@ def _fine(config, workdir, train, mesh, coarse_state, coarse_level, val=None):
                             fc, data.near, data.far, use_mlp=True) for i in range(n_pg + 1)]
   print(f"[fine] bbox {np.round(xyz_min, 3).tolist()} .. {np.round(xyz_max, 3).tolist()} world "
         f"sizes {[lv.world_size for lv in levels]}", flush=True)
-  ckpt = Checkpointer(os.path.join(workdir, "ckpt_fine"), every=config.checkpoint_every)
-  runner = stages.StageRunner(config, workdir, "fine", fc, mesh, train, ckpt, None)
-  runner.preview_split = val
-  start = ckpt.latest_step() or 0
-  k = stages.level_index(start, fc.pg_scale)
+  # The state is built at the level a checkpoint was saved at (so its shapes match the checkpoint).
+  start = latest_step(os.path.join(workdir, "ckpt_fine")) or 0
+  k = stage_lib.level_index(start, fc.pg_scale)
   level = levels[k]
-  mask = stages.lookup_mask(coarse_mask, xyz_min, xyz_max, level.world_size)
+  mask = stage_lib.lookup_mask(coarse_mask, xyz_min, xyz_max, level.world_size)
   params = dvgo.init_params(jax.random.PRNGKey(config.seed + 1), level, fc.rgbnet_dim,
                             (fc.rgbnet_width, fc.rgbnet_depth), fc.viewbase_pe)
   buffers = {"xyz_min": jnp.asarray(xyz_min), "xyz_max": jnp.asarray(xyz_max),
              "act_shift": jnp.asarray(dvgo.act_shift(fc.alpha_init) - fc.decay_after_scale * k,
                                       jnp.float32), "mask": mask}
-  state = TrainState.create(apply_fn=dvgo.loss_and_grads, params=params,
-                            tx=stages.make_tx(fc, skip_zero_grad=fc.skip_zero_grad),
-                            rng=jax.random.PRNGKey(config.seed + 1), model_state=buffers)
+  state = TrainState.create(params=params, tx=stage_lib.make_tx(fc),
+                            rng=jax.random.PRNGKey(config.seed + 1), model_state=buffers,
+                            update_fn=masked_adam.apply_updates)
   # Rays that hit the coarse geometry (DVGO 'in_maskcache' sampler), with the first level's mask.
   level0 = levels[0]
-  mask0 = stages.lookup_mask(coarse_mask, xyz_min, xyz_max, level0.world_size)
-  hit = stages.rays_hitting(train, dict(buffers, mask=mask0), level0.spec)
+  mask0 = stage_lib.lookup_mask(coarse_mask, xyz_min, xyz_max, level0.world_size)
+  hit = stage_lib.rays_hitting(train, dict(buffers, mask=mask0), level0.spec)
   print(f"[fine] {hit.size} of {train.poses.shape[0] * train.height * train.width} training rays "
         f"hit the coarse geometry", flush=True)
-  runner.pool = stages.make_pool(train, hit)
-  runner.coarse_mask = coarse_mask
-  state = runner.run(state, levels, pg_scale=tuple(fc.pg_scale), per_voxel_lr=False)
+  runner = stage_lib.StageRunner(config, workdir, "fine", fc, mesh, train,
+                                 stage_lib.make_pool(train, hit), preview=val)
+  state, caps = runner.run(state, levels, pg_scale=tuple(fc.pg_scale), per_voxel_lr=False)
   # A last occupancy refresh for rendering: it drops only voxels whose whole 3x3x3 neighbourhood has
   # alpha <= fast_color_thres, i.e. samples that compositing skips anyway (the image is unchanged).
   state = runner.refresh(state, levels[-1])
-  return state, levels[-1], runner.caps
+  return state, levels[-1], caps
 
 
 def _keep_freed_memory():
@@ -173,28 +171,9 @@ def train_and_evaluate(config, workdir):
             "downscale": config.data.downscale, "preset": config.get("preset", ""),
             "train_seconds": train_seconds, "coarse_seconds": t_coarse,
             "render_chunk": config.render.chunk}
-    evaluate.save_model(workdir, fine_state.params, buffers, meta)
+    dvgo.save_model(workdir, fine_state.params, buffers, meta)
     distributed.barrier("dvgo: model saved")  # process 0 wrote model.npz; every process reads it next
-  evaluate_mode(config, workdir, val=val)
+  evaluation.evaluate_mode(config, workdir, split=val)
 
 
-def evaluate_mode(config, workdir, val=None):
-  """Renders the val split with the trained model and writes metrics.json."""
-  params, buffers, meta = evaluate.load_model(workdir)
-  if val is None:
-    val = scene.load_split(meta["scene_dir"] if not config.data.scene_dir else config.data.scene_dir,
-                           config.eval.split, meta["downscale"])
-  spec = evaluate.spec_from_meta(meta)
-  print(f"[eval] rendering {len(val.names)} {config.eval.split} views at {val.width}x{val.height}",
-        flush=True)
-  result = evaluate.evaluate_split(params, buffers, spec, val, config.render.chunk,
-                                   out_dir=os.path.join(workdir, "val_renders"),
-                                   lpips=config.eval.lpips)
-  result["train_seconds"] = meta.get("train_seconds")
-  log_lib.write_json(os.path.join(workdir, "metrics.json"), result)
-  print(f"[eval] PSNR {result['psnr']:.2f} SSIM {result['ssim']:.4f} LPIPS(vgg) "
-        f"{result['lpips_vgg'] if result['lpips_vgg'] is None else round(result['lpips_vgg'], 4)} | "
-        f"render {result['render_seconds_per_view']:.2f}s/view", flush=True)
-
-
-MODES = {"train": train_and_evaluate, "eval": evaluate_mode, "render": render_mode.render}
+MODES = {"train": train_and_evaluate, "eval": evaluation.evaluate_mode, "render": views.render_mode}

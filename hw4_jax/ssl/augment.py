@@ -1,6 +1,7 @@
 """On-device BYOL augmentation, independent per example, run inside the jitted train step.
 
-The seed's torchvision pipeline, re-expressed with dm-pix and `jax.image` so the host only decodes JPEGs:
+The reference report's torchvision pipeline, re-expressed with dm-pix and `jax.image` so the host only
+decodes JPEGs:
 RandomResizedCrop(size, scale 0.08-1, ratio 3/4-4/3) -> ColorJitter(0.8, 0.8, 0.8, 0.2) with p=0.3 (the
 four ops in a random order, as torchvision does) -> RandomGrayscale p=0.2 -> horizontal flip p=0.5 ->
 GaussianBlur 3x3, sigma in [1, 2], p=0.2 -> Normalize(ImageNet mean/std). Each example draws its own

@@ -15,21 +15,16 @@ import flax.traverse_util
 import jax
 import numpy as np
 
+from hw4_jax.core import files
 from hw4_jax.core.errors import UserError
-from hw4_jax.core.logging import is_main_process, write_json
 
 
 def export(workdir: str, params, batch_stats, meta: dict) -> None:
-  if not is_main_process():
-    return
+  """Writes the backbone (process 0)."""
   data = flax.serialization.msgpack_serialize(
       jax.tree.map(np.asarray, {"params": params, "batch_stats": batch_stats}))
-  path = os.path.join(workdir, "backbone.msgpack")
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "wb") as f:
-    f.write(data)
-  os.replace(tmp, path)
-  write_json(os.path.join(workdir, "backbone.json"), meta)
+  files.write_bytes(os.path.join(workdir, "backbone.msgpack"), data)
+  files.write_json(os.path.join(workdir, "backbone.json"), meta)
 
 
 def load(workdir: str) -> tuple[dict, dict]:

@@ -1,4 +1,4 @@
-"""BYOL pieces: the online network (backbone + projector + predictor), the loss, and the EMA target.
+"""BYOL: the online network (backbone + projector + predictor), the loss, the EMA target, the step.
 
 The target network is not a second model object: it is an exponential moving average of the online
 backbone + projector parameters kept *inside the optax state* (`ema_target`, chained last), so one
@@ -16,10 +16,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from hw4_jax.core.state import TrainState
+from hw4_jax.ssl import augment, optim, resnet
+
 TARGET_KEYS = ("backbone", "projector")
 
 
-class MLPHead(nn.Module):
+class ProjectionHead(nn.Module):
   """BYOL's projector / predictor: Linear(hidden) -> BN -> ReLU -> Linear(out)."""
   hidden: int = 4096
   out: int = 256
@@ -38,16 +41,12 @@ class BYOLNet(nn.Module):
   out: int = 256
 
   def setup(self):
-    self.projector = MLPHead(self.hidden, self.out)
-    self.predictor = MLPHead(self.hidden, self.out)
+    self.projector = ProjectionHead(self.hidden, self.out)
+    self.predictor = ProjectionHead(self.hidden, self.out)
 
   def __call__(self, x, train: bool = True, predict: bool = True):
     z = self.projector(self.backbone(x, train=train), train=train)
     return self.predictor(z, train=train) if predict else z
-
-  def features(self, x):
-    """Backbone features in inference mode (kNN monitor)."""
-    return self.backbone(x, train=False)
 
 
 def regression_loss(p, z):
@@ -120,3 +119,49 @@ def find_target(opt_state) -> EmaTargetState:
       if found is not None:
         return found
   return None
+
+
+def build(config, steps: int, rng):
+  """(net, TrainState, lr schedule) for BYOL at step 0."""
+  net = BYOLNet(resnet.from_config(config.model), config.byol.hidden_dim, config.byol.proj_dim)
+  variables = resnet.init_variables(net, config.augment.crop_size, rng)
+  base, lr = optim.make_optimizer(config.optim, steps, config.train.batch_size)
+  parts = [base]
+  mult = float(config.byol.get("predictor_lr_mult", 1.0))
+  if mult != 1.0:  # a faster predictor (DirectPred / SimSiam: the predictor should track the projector)
+    parts.append(optax.masked(optax.scale(mult), lambda p: {k: k == "predictor" for k in p}))
+  tx = optax.chain(*parts, ema_target(tau_schedule(config.byol.tau_base, steps)))
+  stats = variables["batch_stats"]
+  state = TrainState.create(params=variables["params"], tx=tx, rng=jax.random.PRNGKey(config.seed),
+                            model_state={"online": stats,
+                                         "target": jax.tree.map(jnp.array,  # own buffers
+                                                                {k: stats[k] for k in TARGET_KEYS})})
+  return net, state, lr
+
+
+def step_fn(net, aug_cfg, lr):
+  """The pure BYOL step: two augmented views, symmetric loss, online update, EMA target update."""
+
+  def step(state, batch):
+    k1, k2 = jax.random.split(state.step_rng())
+    images_u8 = batch["image"]
+    x = jnp.concatenate([augment.augment_batch(k1, images_u8, aug_cfg),
+                         augment.augment_batch(k2, images_u8, aug_cfg)])
+    target = find_target(state.opt_state)
+    z, t_vars = net.apply({"params": target.target, "batch_stats": state.model_state["target"]}, x,
+                          train=True, predict=False, mutable=["batch_stats"])
+
+    def loss_fn(params):
+      p, o_vars = net.apply({"params": params, "batch_stats": state.model_state["online"]}, x,
+                            train=True, mutable=["batch_stats"])
+      p1, p2 = jnp.split(p, 2)
+      z1, z2 = jnp.split(z, 2)
+      return byol_loss(p1, p2, z1, z2), o_vars["batch_stats"]
+
+    (loss, online_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    lr_now = lr(state.step)
+    state = state.apply_gradients(grads, model_state={"online": online_stats,
+                                                      "target": t_vars["batch_stats"]})
+    return state, {"loss": loss, "tau": find_target(state.opt_state).tau, "lr": lr_now}
+
+  return step

@@ -1,4 +1,4 @@
-"""Image classifier: a ResNet backbone + the seed's MLP head, fine-tuned fully or on a frozen backbone.
+"""Image classifier: a ResNet backbone + the reference report's MLP head, fine-tuned fully or frozen.
 
 `config.pretrained` names a pre-training workdir whose exported backbone initialises ours (empty = random
 init). Frozen (`config.freeze_backbone`): the backbone gets no gradient (its optimizer branch is
@@ -18,15 +18,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from hw4_jax.core import files, interrupt
 from hw4_jax.core import mesh as mesh_lib
 from hw4_jax.core.checkpoint import Checkpointer
 from hw4_jax.core.errors import UserError
-from hw4_jax.core.logging import write_json, write_text
 from hw4_jax.core.state import TrainState
-from hw4_jax.ssl import augment, backbone_io, images, loop, optim, pipeline, resnet
+from hw4_jax.ssl import augment, backbone_io, images, optim, pipeline, resnet, supervised, training
 
 
-class MLPHead(nn.Module):
+class ClassifierHead(nn.Module):
   """`layers` Linear layers (hidden width `hidden`), LeakyReLU + dropout between them."""
   num_classes: int
   hidden: int = 256
@@ -59,11 +59,9 @@ def build(config, num_classes: int, steps: int):
   """(net, TrainState, lr) with the pre-trained backbone loaded when config.pretrained is set."""
   backbone = resnet.from_config(config.model)
   h = config.head
-  net = ClassifierNet(backbone, MLPHead(num_classes, h.hidden, h.layers, h.dropout, h.slope),
+  net = ClassifierNet(backbone, ClassifierHead(num_classes, h.hidden, h.layers, h.dropout, h.slope),
                       frozen=bool(config.freeze_backbone))
-  size = config.augment.crop_size
-  variables = jax.jit(lambda k: net.init({"params": k}, jnp.zeros((2, size, size, 3)),
-                                         train=False))(jax.random.PRNGKey(config.seed))
+  variables = resnet.init_variables(net, config.augment.crop_size, jax.random.PRNGKey(config.seed))
   params, stats = dict(variables["params"]), dict(variables["batch_stats"])
   if config.pretrained:
     meta, loaded = backbone_io.load(config.pretrained)
@@ -75,33 +73,9 @@ def build(config, num_classes: int, steps: int):
   if config.freeze_backbone:
     tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()},
                                {k: ("frozen" if k == "backbone" else "train") for k in params})
-  state = TrainState.create(apply_fn=net.apply, params=params, tx=tx,
-                            rng=jax.random.PRNGKey(config.seed), model_state=stats)
+  state = TrainState.create(params=params, tx=tx, rng=jax.random.PRNGKey(config.seed),
+                            model_state=stats)
   return net, state, lr
-
-
-def train_step_fn(net, aug_cfg, lr, frozen: bool):
-  def step(state, batch):
-    x = augment.augment_batch(state.step_rng(0), batch["image"], aug_cfg)
-    rngs = {"dropout": state.step_rng(1)}
-
-    def loss_fn(params):
-      variables = {"params": params, "batch_stats": state.model_state}
-      if frozen:  # inference-mode BatchNorm: nothing to update
-        logits, stats = net.apply(variables, x, train=True, rngs=rngs), state.model_state
-      else:
-        logits, new = net.apply(variables, x, train=True, rngs=rngs, mutable=["batch_stats"])
-        stats = new["batch_stats"]
-      loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
-      return loss, (logits, stats)
-
-    (loss, (logits, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    lr_now = lr(state.step)
-    state = state.apply_gradients(grads, model_state=stats)
-    acc = jnp.mean(jnp.argmax(logits, -1) == batch["label"]) * 100.0
-    return state, {"loss": loss, "train_accuracy": acc, "lr": lr_now}
-
-  return step
 
 
 def make_logits_fn(net, mesh, size: int):
@@ -117,16 +91,13 @@ def predict_indices(logits_fn, state, source, mesh, batch_size: int, num_threads
   """Predicted class ids for every example of `source`, in source order."""
   preds, index = [], []
   for host in pipeline.eval_batches(source, batch_size, num_threads=num_threads):
+    interrupt.check("the evaluation is redone on the re-run")
     logits = logits_fn(state, mesh_lib.shard_batch(host["image"], mesh))
     out = mesh_lib.to_host({"p": jnp.argmax(logits, -1), "i": mesh_lib.shard_batch(host["index"], mesh),
                             "m": mesh_lib.shard_batch(host["mask"], mesh)})
     preds.append(out["p"][out["m"]])
     index.append(out["i"][out["m"]])
   return np.concatenate(preds)[np.argsort(np.concatenate(index))]
-
-
-def _steps(config, per_epoch: int) -> int:
-  return int(config.train.num_steps) or int(config.train.num_epochs) * per_epoch
 
 
 def train(config, workdir: str) -> dict:
@@ -137,7 +108,7 @@ def train(config, workdir: str) -> dict:
   train_src = images.open_source(data, "train", data.image_size)
   val_src = images.open_source(data, "val", data.image_size, vocab=train_src.vocab)
   per_epoch = pipeline.steps_per_epoch(train_src, config.train.batch_size)
-  steps = _steps(config, per_epoch)
+  steps = training.total_steps(config, per_epoch)
   net, state, lr = build(config, len(train_src.vocab), steps)
   state = mesh_lib.replicate(state, mesh)
   images.save_vocab(os.path.join(workdir, "vocab.json"), train_src.vocab)
@@ -150,25 +121,24 @@ def train(config, workdir: str) -> dict:
 
   train_iter = pipeline.train_iterator(train_src, config.train.batch_size, seed=config.seed,
                                        num_threads=data.num_threads, num_workers=data.num_workers)
-  ckpt = Checkpointer(os.path.join(workdir, "ckpt"), every=config.train.checkpoint_every,
-                      keep=config.train.get("keep_checkpoints", 2))
   mode = "frozen" if config.freeze_backbone else "full"
   print(f"[classifier] {len(train_src)} train / {len(val_src)} val images, "
         f"{len(train_src.vocab)} classes, {steps} steps ({per_epoch}/epoch), {mode} fine-tuning, "
         f"pretrained={config.pretrained or 'none'}", flush=True)
-  state, summary = loop.run(
-      workdir=workdir, name="classifier", state=state, step_fn=train_step_fn(
-          net, config.augment, lr, bool(config.freeze_backbone)),
-      mesh=mesh, train_iter=train_iter, total_steps=steps, ckpt=ckpt,
-      extra={"vocab": list(train_src.vocab)}, log_every=config.train.log_every, eval_fn=eval_fn,
-      eval_every=config.train.eval_every or per_epoch, time_budget_s=config.train.time_budget_s)
+  state, summary = training.run(
+      config, workdir=workdir, name="classifier", state=state,
+      step_fn=supervised.step_fn(net, config.augment, lr, bool(config.freeze_backbone)),
+      mesh=mesh, train_iter=train_iter, total=steps, ckpt_dir=os.path.join(workdir, "ckpt"),
+      extra={"vocab": list(train_src.vocab)}, eval_fn=eval_fn,
+      eval_every=config.train.eval_every or per_epoch)
   history = [[s, v["val_accuracy"]] for s, v in summary["evals"]]
   metrics = {"val_accuracy": history[-1][1], "best_val_accuracy": max(v for _, v in history),
              "val_history": history, "steps": summary["steps"], "total_steps": steps,
              "stopped_early": summary["stopped_early"], "pretrained": config.pretrained,
              "freeze_backbone": bool(config.freeze_backbone), "wall_s": summary["wall_s"],
+             **{f"final_{k}": v for k, v in summary.get("final", {}).items()},
              **({"images_per_s": summary["images_per_s"]} if "images_per_s" in summary else {})}
-  write_json(os.path.join(workdir, "metrics.json"), metrics)
+  files.write_json(os.path.join(workdir, "metrics.json"), metrics)
   return metrics
 
 
@@ -195,7 +165,7 @@ def predict(config, workdir: str) -> str:
   w.writerow(["id", "filename", "label"])
   for row, k in zip(source.rows, pred):
     w.writerow([row.id, row.filename, vocab[int(k)]])
-  write_text(p.output_csv, buf.getvalue())
+  files.write_text(p.output_csv, buf.getvalue())
   print(f"[classifier] wrote {len(pred)} predictions to {p.output_csv}", flush=True)
   return p.output_csv
 

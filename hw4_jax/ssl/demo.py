@@ -9,11 +9,14 @@ already perfect on it.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+
+from hw4_jax.core import files
 
 CLASSES = ("circle", "square", "triangle", "stripes")
 
@@ -62,14 +65,13 @@ def make_demo_set(root: str, *, size: int = 96, train_per_class: int = 48, val_p
       for k in range(per_class):
         name = f"{label}{k:05d}.jpg"
         path = os.path.join(paths[f"{split}_dir"], name)  # atomic: processes of a job share a workdir
-        _draw(rng, label, size).save(f"{path}.tmp{os.getpid()}", "JPEG", quality=92)
-        os.replace(f"{path}.tmp{os.getpid()}", path)
+        with files.atomic_path(path) as tmp:
+          _draw(rng, label, size).save(tmp, "JPEG", quality=92)
         rows.append((len(rows), name, label))
-    tmp = paths[f"{split}_csv"] + f".tmp{os.getpid()}"
-    with open(tmp, "w", newline="") as f:
-      w = csv.writer(f)
-      w.writerow(["id", "filename", "label"])
-      w.writerows(rows)
-    os.replace(tmp, paths[f"{split}_csv"])
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["id", "filename", "label"])
+    w.writerows(rows)
+    files.write_bytes(paths[f"{split}_csv"], buf.getvalue().encode(), all_processes=True)
   open(stamp, "w").close()
   return paths

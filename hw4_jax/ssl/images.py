@@ -81,8 +81,8 @@ def encode_labels(rows: Sequence[Row], vocab: Sequence[str], csv_path: str) -> n
 
 
 def save_vocab(path: str, vocab: Sequence[str]) -> None:
-  from hw4_jax.core.logging import write_json
-  write_json(path, {"vocab": list(vocab)})
+  from hw4_jax.core import files
+  files.write_json(path, {"vocab": list(vocab)})
 
 
 def load_vocab(path: str) -> list[str]:
@@ -93,7 +93,7 @@ def load_vocab(path: str) -> list[str]:
 
 
 def load_image(path: str, size: int, where: str) -> np.ndarray:
-  """Decode one image to uint8 size x size x 3 (bilinear resize of the whole image, like the seed)."""
+  """Decode one image to uint8 size x size x 3 (bilinear resize of the whole image, like the reference report)."""
   try:
     with Image.open(path) as im:
       im = im.convert("RGB")

@@ -14,6 +14,7 @@ import functools
 from typing import Any, Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from hw4_jax.core.errors import UserError
@@ -115,3 +116,9 @@ def from_config(model_cfg) -> ResNet:
 
 def feature_dim(name: str, width: int = 64) -> int:
   return width * 8 * ARCHS[name][2]
+
+
+def init_variables(module: nn.Module, image_size: int, key) -> dict:
+  """A module's initial variables (params, batch_stats) for image_size x image_size RGB inputs."""
+  x = jnp.zeros((2, image_size, image_size, 3), jnp.float32)
+  return jax.jit(lambda k: module.init({"params": k}, x, train=False))(key)

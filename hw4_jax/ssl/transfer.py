@@ -13,9 +13,8 @@ from __future__ import annotations
 import json
 import os
 
-from hw4_jax.core import distributed
+from hw4_jax.core import distributed, files
 from hw4_jax.core.errors import UserError
-from hw4_jax.core.logging import is_main_process, write_json, write_text
 
 SETTINGS = {  # letter: (pre-training, frozen backbone)
     "A": ("none", False),
@@ -74,7 +73,7 @@ def table(results: dict) -> str:
 
 def plot(histories: dict, path: str) -> None:
   """Validation accuracy vs training step, one line per setting."""
-  if not is_main_process():
+  if not files.is_main_process():
     return
   import matplotlib
   matplotlib.use("Agg")
@@ -90,10 +89,9 @@ def plot(histories: dict, path: str) -> None:
   ax.grid(alpha=0.3)
   ax.legend()
   fig.tight_layout()
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp)
+  with files.atomic_path(path) as tmp:
+    fig.savefig(tmp)
   plt.close(fig)
-  os.replace(tmp, path)
 
 
 def run(config, workdir: str) -> dict:
@@ -115,9 +113,9 @@ def run(config, workdir: str) -> dict:
       metrics = classifier.train(setting_config(config, letter, dirs), sub)
     results[letter] = metrics["val_accuracy"]
     histories[letter] = metrics["val_history"]
-  write_json(os.path.join(workdir, "results.json"), results)
+  files.write_json(os.path.join(workdir, "results.json"), results)
   md = table(results)
-  write_text(os.path.join(workdir, "results.md"), md)
+  files.write_text(os.path.join(workdir, "results.md"), md)
   plot(histories, os.path.join(workdir, "val_accuracy.png"))
   print(md, flush=True)
   return results

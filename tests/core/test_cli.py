@@ -1,14 +1,16 @@
 """The CLI: presets, overrides, and one-line errors with a non-zero exit for bad names."""
 
+import os
+import shutil
 import textwrap
 
 import pytest
 
-from tests.helpers import run_main
+from tests.helpers import CONFIGS, run_main
 
 CONFIG = textwrap.dedent("""
     import ml_collections
-    from hw4_jax.core import presets
+    import common   # a sibling of this file, as configs/ has it
 
     def _base():
       c = ml_collections.ConfigDict()
@@ -17,11 +19,13 @@ CONFIG = textwrap.dedent("""
       return c
 
     def get_config(arg=None):
-      return presets.choose(arg, {{"default": _base, "cpu": _base}})
+      return common.choose(arg, {{"default": _base, "cpu": _base}})
     """)
 
 
 def _config(tmp_path, task):
+  """A config file outside the checkout that imports its sibling `common` (copied from configs/)."""
+  shutil.copy(os.path.join(CONFIGS, "common.py"), tmp_path / "common.py")
   path = tmp_path / f"cfg_{task}.py"
   path.write_text(CONFIG.format(task=task))
   return str(path)

@@ -2,16 +2,12 @@
 
 import numpy as np
 
-from tests.helpers import run_python
-
+from tests.helpers import run_module
 
 
 def _train(workdir, steps, stop_after=None, devices=1):
-  run_python(f"""
-      import runpy, sys
-      sys.argv = ['toy_train', {str(workdir)!r}, '{steps}'] + ({stop_after!r} and ['{stop_after}'] or [])
-      runpy.run_module('tests.core.toy_train', run_name='__main__')
-      """, devices=devices)
+  run_module("tests.core.toy_train", str(workdir), str(steps),
+             *([str(stop_after)] if stop_after else []), devices=devices)
   return np.load(workdir / "params.npy")
 
 

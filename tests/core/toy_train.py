@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from hw4_jax.core import checkpoint, logging, mesh
+from hw4_jax.core import checkpoint, mesh, progress
 from hw4_jax.core.state import TrainState
 
 GLOBAL_BATCH = 32
@@ -43,8 +43,8 @@ def host_batch(position: int) -> dict:
 
 def train_step(state: TrainState, batch: dict):
   def loss_fn(params):
-    pred, updates = state.apply_fn({"params": params, **state.model_state}, batch["x"], train=True,
-                                   mutable=["batch_stats"], rngs={"dropout": state.step_rng()})
+    pred, updates = Toy().apply({"params": params, **state.model_state}, batch["x"], train=True,
+                                mutable=["batch_stats"], rngs={"dropout": state.step_rng()})
     return jnp.mean((pred - batch["y"]) ** 2), updates
 
   (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -55,15 +55,14 @@ def train(workdir: str, num_steps: int, stop_after: int | None = None) -> TrainS
   m = mesh.make_mesh()
   model = Toy()
   variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8)), train=False)
-  state = TrainState.create(apply_fn=model.apply, params=variables["params"],
+  state = TrainState.create(params=variables["params"],
                             model_state={"batch_stats": variables["batch_stats"]},
                             tx=optax.adam(1e-2), rng=jax.random.PRNGKey(1))
   state = mesh.replicate(state, m)
   ckpt = checkpoint.Checkpointer(f"{workdir}/ckpt", every=5)
   state, extra = ckpt.restore_or(state, {"data_position": 0})
   position = extra["data_position"]
-  log = logging.Logger(workdir, "toy", num_steps, log_every=5)
-  log.start(position)
+  log = progress.Logger(workdir, "toy", num_steps, log_every=5, start_step=position)
   step_fn = mesh.jit_step(train_step, m)
   while position < min(num_steps, stop_after or num_steps):
     state, metrics = step_fn(state, mesh.shard_batch(host_batch(position), m))

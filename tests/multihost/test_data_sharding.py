@@ -1,4 +1,4 @@
-"""hw4_jax.core.data: the global batches do not depend on the process count (simulated here by
+"""hw4_jax.ssl.pipeline: the global batches do not depend on the process count (simulated here by
 patching jax.process_index / process_count; the real multi-process runs are in tests/test_multihost.py)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from hw4_jax.core import data
+from hw4_jax.ssl import pipeline as data
 from hw4_jax.core.errors import UserError
 
 

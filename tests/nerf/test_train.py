@@ -3,12 +3,15 @@ exact resume after a preemption, 4 simulated devices == 1 device, and a PSNR flo
 
 import json
 import os
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import assert_grids_match, run_main
+from tests.helpers import assert_grids_match, run_main, run_main_until
 
 TINY = ["--config=configs/dvgo.py:demo", "--config.coarse.num_iters=20", "--config.coarse.alpha_init=1e-2",
         "--config.fine.num_iters=30", "--config.fine.pg_scale=(10,)",
@@ -83,18 +86,36 @@ def test_render_hotdog_poses(trained, tmp_path, shared_data):
 
 
 @pytest.mark.slow
-def test_exact_resume_after_preemption(trained, tmp_path):
+def test_preemption_and_sigterm_resume_exactly(trained, tmp_path):
+  """A simulated preemption mid coarse stage (exit 75), then a SIGTERM mid fine level after a
+  scaling step (exit 143, checkpoint at the step it stopped): the finished model is the
+  uninterrupted run's, bit for bit."""
   cut = tmp_path / "cut"
-  args = [*TINY, "--config.eval.lpips=False"]
-  for stop in ("coarse:7", "fine:15"):   # mid-stage, and mid-level after a scaling step
-    proc = run_main(*args, f"--workdir={cut}", f"--config.preempt_at={stop}", timeout=600)
-    assert proc.returncode == 75, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert "preempted" in proc.stdout
-  _ok(run_main(*args, f"--workdir={cut}", timeout=600))
+  args = [*TINY, "--config.eval.lpips=False", f"--workdir={cut}"]
+  proc = run_main(*args, "--config.preempt_at=coarse:7", timeout=600)
+  assert proc.returncode == 75 and "preempted after step 7" in proc.stdout, proc.stderr[-2000:]
+  status, out, err = run_main_until(r"^\[fine\] 10/30 ", *args, signum=signal.SIGTERM)
+  assert status == 143, out[-2000:] + err[-2000:]
+  assert "[coarse] resumed at step 7" in out
+  stop = [l for l in out.splitlines() if "stopped by SIGTERM" in l]
+  assert len(stop) == 1 and "fine checkpoint saved at step" in stop[0], out[-2000:]
+  saved = int(stop[0].split("saved at step ")[1].split(";")[0])
+  assert (cut / "ckpt_fine" / str(saved)).is_dir() and not (cut / "model.npz").exists()
+  proc = _ok(run_main(*args, timeout=600))
+  assert f"[fine] resumed at step {saved}" in proc.stdout
   a, b = _model(trained), _model(cut)      # the uninterrupted run
   assert a.keys() == b.keys()
   for k in a:
     np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_time_budget_ends_each_stage_as_finished(tmp_path):
+  work = tmp_path / "budget"
+  proc = _ok(run_main(*TINY, "--config.eval.lpips=False", "--config.time_budget_s=1e-9",
+                      f"--workdir={work}", timeout=600))
+  assert "[coarse] time budget of 0s reached at step 1/20" in proc.stdout
+  assert "[fine] time budget of 0s reached at step 1/30" in proc.stdout
+  assert json.loads((work / "metrics.json").read_text())["psnr"] > 0
 
 
 @pytest.mark.slow
@@ -108,12 +129,45 @@ def test_four_devices_match_one(trained, tmp_path):
   assert abs(ma["psnr"] - mb["psnr"]) < 0.01
 
 
+# The demo preset on 4 simulated devices used to abort early in the coarse stage ("Termination
+# timeout for all gather ... Expected 4 threads to join the rendezvous"): the host ran 32 steps
+# ahead and XLA:CPU's launch pool starved (hw4_jax/core/loop.py; tests/core/test_loop.py checks the
+# pacing on every run). 120 coarse steps were enough to abort it in every try; paced, it finishes
+# and matches one device. Minutes each: not in the default run (`pytest -m long`).
+DEMO_SHORT = ["--config=configs/dvgo.py:demo", "--config.coarse.num_iters=120",
+              "--config.fine.num_iters=40", "--config.eval.lpips=False"]
+DEMO_ISSUE = ["--config=configs/dvgo.py:demo", "--config.coarse.num_iters=300",
+              "--config.fine.num_iters=300"]
+
+
+def _devices_match(tmp_path, args, load=0):
+  burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(load)]
+  try:
+    four = _ok(run_main(*args, f"--workdir={tmp_path / 'four'}", devices=4, timeout=1800))
+  finally:
+    for b in burners:
+      b.kill()
+  _ok(run_main(*args, f"--workdir={tmp_path / 'one'}", timeout=1800))
+  m4, m1 = (json.loads((tmp_path / w / "metrics.json").read_text()) for w in ("four", "one"))
+  assert abs(m4["psnr"] - m1["psnr"]) <= 0.05, (m4["psnr"], m1["psnr"])
+  return four
+
+
+@pytest.mark.long
+@pytest.mark.parametrize("args,load", [(DEMO_SHORT, 0), (DEMO_ISSUE, 0), (DEMO_ISSUE, 2)],
+                         ids=["short", "issue", "issue-under-load"])
+def test_demo_preset_on_four_simulated_devices(tmp_path, args, load):
+  """The demo preset on 4 devices finishes and matches 1 device, alone and beside two busy
+  processes (`load`)."""
+  _devices_match(tmp_path, args, load)
+
+
 @pytest.mark.slow
 def test_short_demo_run_beats_psnr_floor(tmp_path):
   work = tmp_path / "demo"
-  # a third of the demo preset's steps (the full preset reaches ~33 dB; the test tiny run above ~13)
-  _ok(run_main("--config=configs/dvgo.py:demo", "--config.coarse.num_iters=200",
-               "--config.fine.num_iters=500", "--config.fine.pg_scale=(100,200,300)",
+  # a fraction of the demo preset's steps (the full preset reaches ~33 dB; the test tiny run ~13)
+  _ok(run_main("--config=configs/dvgo.py:demo", "--config.coarse.num_iters=120",
+               "--config.fine.num_iters=200", "--config.fine.pg_scale=(50,100,150)",
                "--config.eval.lpips=False", f"--workdir={work}", timeout=900))
   m = json.loads((work / "metrics.json").read_text())
   assert m["psnr"] >= 23.0, m["psnr"]

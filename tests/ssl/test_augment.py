@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hw4_jax.ssl import augment as augment_lib, config_parts
+from hw4_jax.ssl import augment as augment_lib
+from tests.helpers import config_module
 
 
 class augment:  # the module under test, with the batch entry point jitted (eager vmap is slow)
@@ -32,7 +33,7 @@ class augment:  # the module under test, with the batch entry point jitted (eage
 
 @pytest.fixture
 def cfg():
-  return config_parts.augment(crop_size=48)
+  return config_module("common").augment(crop_size=48)
 
 
 def _images(n=16, size=64, seed=0):
@@ -84,7 +85,7 @@ def test_probabilities(cfg):
   img[:, :, :16, 0] = 255  # red on the left half, green-ish right: flips and greying are visible
   img[:, :, 16:, 1] = 200
   imgs = jnp.asarray(np.repeat(img, n, axis=0))
-  c = config_parts.augment(crop_size=32)
+  c = config_module("common").augment(crop_size=32)
   c.crop_scale, c.p_jitter, c.p_blur = (1.0, 1.0), 0.0, 0.0
   c.crop_ratio = (1.0, 1.0)
   out = np.asarray(augment.augment_batch(jax.random.PRNGKey(4), imgs, c, normalize_output=False))

@@ -73,8 +73,9 @@ def test_ema_transformation_counts_updates():
 
 def test_lars_option_masks_biases_and_norms():
   """The paper's LARS recipe: decay and trust ratio on weights only, lr scaled by batch / 256."""
-  from hw4_jax.ssl import config_parts, optim
-  cfg = config_parts.lars()
+  from hw4_jax.ssl import optim
+  from tests.helpers import config_module
+  cfg = config_module("common").lars()
   tx, _ = optim.make_optimizer(cfg, total_steps=100, batch_size=512)
   params = {"w": jnp.ones((3, 2)), "b": jnp.zeros((2,))}
   chain = optax.chain(tx, byol.ema_target(byol.tau_schedule(0.99, 100), keys=("w",)))
@@ -95,9 +96,9 @@ def test_byol_step_feeds_the_knn_path():
   from hw4_jax.ssl import augment, pretrain
   from tests.ssl.tiny import load_config, shrink
   c = shrink(load_config("byol"), steps=4)
-  net, state, lr = pretrain.build_byol(c, 4, jax.random.PRNGKey(0))
+  net, state, lr = byol.build(c, 4, jax.random.PRNGKey(0))
   images = np.random.default_rng(0).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
-  new, metrics = jax.jit(pretrain.byol_step_fn(net, c.augment, lr))(
+  new, metrics = jax.jit(byol.step_fn(net, c.augment, lr))(
       state, {"image": images, "label": np.zeros(8, np.int32)})
   assert np.isfinite(float(metrics["loss"]))
   old_v, new_v = pretrain.backbone_variables(state), pretrain.backbone_variables(new)
@@ -112,10 +113,11 @@ def test_byol_step_feeds_the_knn_path():
   w_t = np.asarray(byol.find_target(new.opt_state).target["backbone"]["conv_init"]["kernel"])
   np.testing.assert_allclose(w_t, 0.99 * w0 + 0.01 * w_on, rtol=1e-4, atol=1e-7)
   # The kNN feature path (inference-mode BatchNorm) sees the updated statistics.
-  fa = pretrain.feature_apply(c.model)
-  x = augment.eval_preprocess(jnp.asarray(images), 64)
+  from hw4_jax.core import mesh as mesh_lib
+  from hw4_jax.ssl import features
+  fa = features.make_feature_fn(c.model, mesh_lib.make_mesh(), 64)
   stale = {"params": new_v["params"], "batch_stats": old_v["batch_stats"]}
-  assert not np.allclose(np.asarray(fa(new_v, x)), np.asarray(fa(stale, x)))
+  assert not np.allclose(np.asarray(fa(new_v, images)), np.asarray(fa(stale, images)))
   # Independent views: the step's two keys give different crops of the same images.
   k1, k2 = jax.random.split(jax.random.PRNGKey(1))
   v1 = augment.augment_batch(k1, jnp.asarray(images), c.augment)
@@ -135,8 +137,8 @@ def test_predictor_lr_mult_scales_only_the_predictor_update():
     c = shrink(load_config("byol"), steps=4)
     c.optim.warmup_steps = 0
     c.byol.predictor_lr_mult = mult
-    net, state, lr = pretrain.build_byol(c, 4, jax.random.PRNGKey(0))
-    new, _ = jax.jit(pretrain.byol_step_fn(net, c.augment, lr))(state, batch)
+    net, state, lr = byol.build(c, 4, jax.random.PRNGKey(0))
+    new, _ = jax.jit(byol.step_fn(net, c.augment, lr))(state, batch)
     moved[mult] = jax.tree.map(lambda a, b: np.asarray(b) - np.asarray(a), state.params, new.params)
     target = byol.find_target(new.opt_state).target
     np.testing.assert_allclose(

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from hw4_jax.core.checkpoint import Checkpointer
-from hw4_jax.ssl import classifier, demo, pretrain
+from hw4_jax.ssl import classifier, demo, pretrain, supervised
 from tests.ssl.tiny import load_config, shrink
 
 
@@ -18,7 +18,7 @@ def _steps(frozen: bool, n: int = 2):
   c.freeze_backbone = frozen
   net, state, lr = classifier.build(c, num_classes=4, steps=10)
   before = jax.tree.map(np.asarray, {"params": state.params, "stats": state.model_state})
-  step = jax.jit(classifier.train_step_fn(net, c.augment, lr, frozen))
+  step = jax.jit(supervised.step_fn(net, c.augment, lr, frozen))
   rng = np.random.default_rng(0)
   for _ in range(n):
     batch = {"image": jnp.asarray(rng.integers(0, 256, (8, 64, 64, 3)), jnp.uint8),

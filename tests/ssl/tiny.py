@@ -1,16 +1,10 @@
 """Tiny configs for the ssl tests: demo data, a width-8 ResNet-18 at 64 px, a handful of steps."""
 
-import importlib.util
-import os
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests import helpers
 
 
 def load_config(name: str, preset: str = "demo"):
-  spec = importlib.util.spec_from_file_location(f"_cfg_{name}", os.path.join(ROOT, "configs", f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(preset)
+  return helpers.load_config(name, preset)
 
 
 def shrink(c, steps: int = 4, batch: int = 8, size: int = 64, demo_dir: str = ""):
@@ -21,8 +15,8 @@ def shrink(c, steps: int = 4, batch: int = 8, size: int = 64, demo_dir: str = ""
   c.data.demo_dir = demo_dir
   c.train.batch_size = batch
   c.train.num_steps = steps
-  c.train.log_every = 1
-  c.train.checkpoint_every = 2
+  c.log_every = 1
+  c.checkpoint_every = 2
   if "byol" in c:
     c.byol.hidden_dim = 32
     c.byol.proj_dim = 16

@@ -1,4 +1,4 @@
-"""Ray marching with empty-space skipping in static shapes, and alpha compositing (DVGO).
+"""Ray marching with empty-space skipping in static shapes, alpha compositing, buffer budgets (DVGO).
 
 Each ray gets `n_slots` candidate samples every `stepdist` from where it enters the bbox (clamped
 to [near, far]). Slots outside the bbox or the mask cache are dropped by compacting the survivors,
@@ -59,6 +59,29 @@ def capacity(n_rays: int, per_ray: float, n_slots: int) -> int:
   """Buffer size for a batch: per-ray budget x rays, at most every slot, a multiple of 8."""
   cap = min(int(math.ceil(n_rays * per_ray)), n_rays * n_slots)
   return max(8, int(math.ceil(cap / 8) * 8))
+
+
+# Per-ray budgets of the two buffers (density points, coloured points) come from one ladder, so that
+# shapes repeat and compiled functions are reused; training and rendering both fit them to measured
+# counts and change them only when a buffer nearly overflows or sits mostly idle (a change compiles).
+LADDER = tuple(float(c) for c in (2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128,
+                                  160, 192, 256, 320, 384, 512, 640, 768, 1024))
+
+
+def fit_budgets(per_ray, n_slots: int, margin: float) -> tuple[float, float]:
+  """Ladder budgets (points, colour) for measured samples per ray; colour <= points <= n_slots."""
+  want = [min(next((c for c in LADDER if c >= x * margin), float(n_slots)), float(n_slots))
+          for x in per_ray]
+  return want[0], min(want[1], want[0])
+
+
+def adapt_budgets(budgets, per_ray, n_slots: int, margin: float) -> tuple[float, float]:
+  """New budgets when a measured count reaches 98% of its budget or the fit is under 2/3 of it."""
+  want = fit_budgets(per_ray, n_slots, margin)
+  if (any(x > b * 0.98 for x, b in zip(per_ray, budgets))
+      or any(w < b / 1.5 for w, b in zip(want, budgets))):
+    return want
+  return tuple(budgets)
 
 
 def ray_segments(rays_o, rays_d, xyz_min, xyz_max, near, far):

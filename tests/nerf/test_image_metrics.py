@@ -5,7 +5,7 @@ import pytest
 from skimage import data as skdata
 from skimage.metrics import structural_similarity
 
-from hw4_jax.core import metrics
+from hw4_jax.nerf import image_metrics as metrics
 
 
 def _skimage_ssim(a, b):
