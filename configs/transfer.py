@@ -16,7 +16,7 @@ import supervised
 
 def _sweep(preset):
   c = ml_collections.ConfigDict()
-  c.task, c.mode, c.seed = "transfer", "train", 0
+  c.task, c.mode = "transfer", "train"
   c.settings = "ABCDE"
   c.byol_workdir = ""
   c.supervised_workdir = ""

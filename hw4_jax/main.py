@@ -1,6 +1,9 @@
 """Entry point: `python -m hw4_jax.main --config=configs/<task>.py[:preset] --workdir=DIR`."""
 
+import sys
+
 from absl import app, flags
+from absl import logging as absl_logging
 from ml_collections import config_flags
 
 from hw4_jax import tasks
@@ -15,7 +18,10 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (mu
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    print(f"error: unexpected argument(s) {' '.join(argv[1:])!r}: options are --config=FILE[:preset], "
+          "--workdir=DIR and --config.<key>=<value>", file=sys.stderr, flush=True)
+    return 2
+  absl_logging.set_verbosity(absl_logging.WARNING)  # e.g. JAX's INFO line about a missing TPU
   distributed.maybe_initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   return tasks.run(_CONFIG.value, _WORKDIR.value)
 

@@ -59,7 +59,10 @@ def test_dvgo_compare_from_outside_the_checkout(installed):
               f"--config.runs.{run}.fine.num_voxels_base=64000",
               f"--config.runs.{run}.coarse.batch_size=512", f"--config.runs.{run}.fine.batch_size=512",
               f"--config.runs.{run}.fine.pg_scale=(3,)", f"--config.runs.{run}.eval.lpips=False",
-              f"--config.runs.{run}.coarse.pervoxel_count=projection"]
+              # the shapes of tests/nerf/test_train.py's runs, so compilations are shared
+              f"--config.runs.{run}.coarse.pervoxel_count=projection",
+              f"--config.runs.{run}.fine.stepsize=1.0", f"--config.runs.{run}.fine.rgbnet_width=64",
+              f"--config.runs.{run}.fine.rgbnet_depth=3"]
   proc = _run(python, root, f"--config={ROOT}/configs/dvgo.py:compare", f"--workdir={root / 'cmp'}",
               "--config.data.scene_dir=", *small)
   table = (root / "cmp" / "comparison.md").read_text()

@@ -231,9 +231,12 @@ def _byol_args(workdir, data) -> list[str]:
   return tiny_ssl_args("byol", workdir, data, steps=3)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_byol_two_processes_match_one_process(tmp_path):
   """Global batch 8: 1 process x 1 device vs 2 processes x 2 devices (2 images per device).
+
+  Minutes: not in the default run. There, the toy model's two-process tests above cover the
+  multi-process plumbing and tests/ssl/test_pretrain.py the BYOL step on several devices.
 
   Each process generates the demo set into the same folder at the same time (atomic writes)."""
   import jax
@@ -258,9 +261,12 @@ def _dvgo_args(workdir) -> list[str]:
   return tiny_dvgo_args(workdir, coarse=10, fine=12)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_dvgo_two_processes_match_one_process(tmp_path):
-  """Global ray batch 512: 1 process x 1 device vs 2 processes x 2 devices."""
+  """Global ray batch 512: 1 process x 1 device vs 2 processes x 2 devices.
+
+  Minutes: not in the default run. There, the toy model's two-process tests above cover the
+  multi-process plumbing and tests/nerf/test_train.py the DVGO step on 4 devices."""
   _main_single(*_dvgo_args(tmp_path / "one"))
   _main_multi(*_dvgo_args(tmp_path / "two"), devices=2)
   one, two = np.load(tmp_path / "one" / "model.npz"), np.load(tmp_path / "two" / "model.npz")

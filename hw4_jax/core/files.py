@@ -57,6 +57,19 @@ def atomic_dir(path: str) -> Iterator[str]:
       shutil.rmtree(tmp, ignore_errors=True)
 
 
+def read_json_object(path: str, what: str) -> dict:
+  """A JSON file holding an object, or a UserError naming the file and `what` it should be."""
+  from hw4_jax.core.errors import UserError
+  try:
+    with open(path) as f:
+      value = json.load(f)
+  except (OSError, ValueError) as err:
+    raise UserError(f"{path}: not a readable JSON file ({err})") from None
+  if not isinstance(value, dict):
+    raise UserError(f"{path}: expected a JSON object ({what})")
+  return value
+
+
 def write_bytes(path: str, data: bytes, all_processes: bool = False) -> None:
   if all_processes or is_main_process():
     with atomic_path(path) as tmp, open(tmp, "wb") as f:

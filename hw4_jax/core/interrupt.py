@@ -36,7 +36,8 @@ class Interrupted(Exception):
   def line(self) -> str:
     name = signal.Signals(self.signum).name
     done = f"; {self.where}" if self.where else ""
-    return f"stopped by {name}{done}; run the same command again to resume"
+    again = "" if "finished" in self.where else "; run the same command again to resume"
+    return f"stopped by {name}{done}{again}"
 
 
 def _handler(signum, frame) -> None:  # pylint: disable=unused-argument

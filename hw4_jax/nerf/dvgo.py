@@ -11,7 +11,6 @@ of params and buffers under its tree path) + `model.json` (the static render set
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -259,14 +258,19 @@ def _unflatten(flat: dict) -> dict:
   return listify(root)
 
 
-def load_model(workdir: str):
-  """-> (params, buffers, meta) of a trained workdir, or a UserError when there is none."""
+def load_meta(workdir: str) -> dict:
+  """model.json of a trained workdir (the static settings; no arrays), or a UserError."""
   npz, js = os.path.join(workdir, "model.npz"), os.path.join(workdir, "model.json")
   if not (os.path.isfile(npz) and os.path.isfile(js)):
     raise UserError(f"{workdir}: no trained model (model.npz/model.json); run mode=train first")
+  return files.read_json_object(js, "the trained model's settings")
+
+
+def load_model(workdir: str):
+  """-> (params, buffers, meta) of a trained workdir, or a UserError when there is none."""
+  meta = load_meta(workdir)
+  npz = os.path.join(workdir, "model.npz")
   try:
-    with open(js) as f:
-      meta = json.load(f)
     with np.load(npz) as data:
       tree = _unflatten({k: data[k] for k in data.files})
   except (OSError, ValueError, KeyError) as err:

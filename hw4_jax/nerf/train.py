@@ -3,8 +3,9 @@
 `MODES` is what `python -m hw4_jax.main --config=configs/dvgo.py` dispatches on. A workdir holds
 `ckpt_coarse/`, `ckpt_fine/` (resume is exact: the step rng, the occupancy refreshes, the
 progressive-scaling points and the buffer capacities are all functions of the step or saved), then
-`model.npz`/`model.json` and `metrics.json`. A workdir with `metrics.json` is finished: re-running it
-does not retrain.
+`model.npz`/`model.json` and `metrics.json`. A workdir whose fine stage reached `fine.num_iters` and
+that holds `metrics.json` is finished: re-running it does nothing; with larger `*.num_iters` it trains
+on from its checkpoints.
 """
 
 from __future__ import annotations
@@ -93,8 +94,11 @@ def _fine(config, workdir, train, mesh, coarse_state, coarse_level, val=None):
   cpts = grid_lib.grid_points(cbuf["xyz_min"], cbuf["xyz_max"], coarse_level.world_size)
   active = np.asarray(calpha > fc.bbox_thres)
   if not active.any():
-    raise UserError("the coarse stage found no geometry (every alpha <= bbox_thres); "
-                    "check the scene or train the coarse stage longer")
+    raise UserError(
+        f"the coarse stage found no geometry (every alpha <= fine.bbox_thres) after "
+        f"{int(coarse_state.step)} steps; its checkpoint is kept in {workdir}/ckpt_coarse: to "
+        "resume, run the same command with a larger --config.coarse.num_iters (or check "
+        "data.scene_dir, data.near / data.far)")
   pts = np.asarray(cpts)[active]
   xyz_min, xyz_max = pts.min(0), pts.max(0)
   shift = (xyz_max - xyz_min) * (fc.world_bound_scale - 1) / 2
@@ -149,16 +153,23 @@ def _keep_freed_memory():
 def train_and_evaluate(config, workdir):
   """Trains coarse + fine (resuming), saves the model, evaluates on the val split."""
   _keep_freed_memory()
-  metrics_path = os.path.join(workdir, "metrics.json")
-  if os.path.isfile(metrics_path):
-    print(f"{metrics_path} exists: this workdir is finished, nothing to do "
-          f"(delete it to retrain)", flush=True)
+  coarse_at = latest_step(os.path.join(workdir, "ckpt_coarse")) or 0
+  fine_at = latest_step(os.path.join(workdir, "ckpt_fine")) or 0
+  trained = os.path.isfile(os.path.join(workdir, "model.npz")) and fine_at >= config.fine.num_iters
+  if trained and os.path.isfile(os.path.join(workdir, "metrics.json")):
+    print(f"{workdir} is finished ({fine_at} fine steps, metrics.json): nothing to do", flush=True)
     return
+  if fine_at and coarse_at < config.coarse.num_iters:
+    # The fine stage was built on a shorter coarse stage (a time budget, or coarse.num_iters raised
+    # since): it stays the one the fine grids were built on.
+    config = config.copy_and_resolve_references()
+    with config.unlocked():
+      config.coarse.num_iters = coarse_at
   scene_dir, train, val = _load_data(config)
   mesh = mesh_lib.make_mesh()
   os.makedirs(workdir, exist_ok=True)
   t0 = time.perf_counter()
-  if not os.path.isfile(os.path.join(workdir, "model.npz")):
+  if not trained:
     coarse_state, coarse_level = _coarse(config, workdir, train, mesh, val)
     t_coarse = time.perf_counter() - t0
     fine_state, level, caps = _fine(config, workdir, train, mesh, coarse_state, coarse_level, val)

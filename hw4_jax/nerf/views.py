@@ -122,12 +122,19 @@ def render_mode(config, workdir):
   if not rc.transforms and not rc.orbit_frames:
     raise UserError("mode=render needs config.render.transforms (a transforms JSON) "
                     "or config.render.orbit_frames > 0")
-  renderer, meta = Renderer.from_workdir(workdir, rc.chunk)
+  meta = dvgo.load_meta(workdir)
   out_dir = rc.output_dir or os.path.join(workdir, "render")
   split = None
-  if rc.transforms:
+  if rc.transforms:   # (checked before the model is loaded)
     split = scene.load_transforms(rc.transforms, 1, with_images=False,
                                   size=(meta["height"], meta["width"]))
+    seen: dict = {}
+    for i, name in enumerate(split.names):
+      if name in seen:
+        raise UserError(f"{rc.transforms}: frames {seen[name]} and {i} would both be written to "
+                        f"{name}.png (their file_path names collide)")
+      seen[name] = i
+  renderer, meta = Renderer.from_workdir(workdir, rc.chunk)
   os.makedirs(out_dir, exist_ok=True)
   near, far = meta["near"], meta["far"]
   if split is not None:

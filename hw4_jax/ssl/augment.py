@@ -16,9 +16,10 @@ import math
 import dm_pix as pix
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-IMAGENET_MEAN = jnp.array([0.485, 0.456, 0.406], jnp.float32)
-IMAGENET_STD = jnp.array([0.229, 0.224, 0.225], jnp.float32)
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)   # numpy: no device work at import
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
 def _crop_box(key, height: int, width: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), tries=10):

@@ -111,7 +111,11 @@ def train(config, workdir: str) -> dict:
   steps = training.total_steps(config, per_epoch)
   net, state, lr = build(config, len(train_src.vocab), steps)
   state = mesh_lib.replicate(state, mesh)
-  images.save_vocab(os.path.join(workdir, "vocab.json"), train_src.vocab)
+  vocab_path = os.path.join(workdir, "vocab.json")
+  if os.path.isfile(vocab_path) and images.load_vocab(vocab_path) != list(train_src.vocab):
+    raise UserError(f"{train_src.csv_path}: its labels ({len(train_src.vocab)} classes) are not the "
+                    f"ones this workdir was trained with ({vocab_path}); use another --workdir")
+  images.save_vocab(vocab_path, train_src.vocab)
   logits_fn = make_logits_fn(net, mesh, config.augment.crop_size)
 
   def eval_fn(s):

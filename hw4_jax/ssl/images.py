@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import os
 from typing import Sequence
@@ -30,11 +31,25 @@ class Row:
   line: int  # 1-based line number in the CSV (the header is line 1)
 
 
+def _csv_text(path: str) -> str:
+  """The CSV's text: UTF-8, with or without the byte-order mark Excel writes."""
+  with open(path, "rb") as f:
+    data = f.read()
+  try:
+    return data.decode("utf-8-sig")
+  except UnicodeDecodeError as err:
+    line = data[:err.start].count(b"\n") + 1
+    raise UserError(f"{path}: not UTF-8 text (byte 0x{data[err.start]:02x} on line {line}); save "
+                    "it as UTF-8") from None
+
+
 def read_csv(path: str, *, need_label: bool = True) -> list[Row]:
-  """Rows of an `id,filename,label` CSV; `need_label=False` accepts a CSV without labels (predict)."""
+  """Rows of an `id,filename,label` CSV; `need_label=False` accepts a CSV without labels (predict).
+
+  A `filename` must be a relative path inside the image folder."""
   if not os.path.isfile(path):
     raise UserError(f"{path}: no such CSV file")
-  with open(path, newline="", encoding="utf-8") as f:
+  with io.StringIO(_csv_text(path), newline="") as f:
     reader = csv.reader(f)
     header = next(reader, None)
     if header is None:
@@ -57,6 +72,10 @@ def read_csv(path: str, *, need_label: bool = True) -> list[Row]:
       filename = rec[col["filename"]].strip()
       if not filename:
         raise UserError(f"{path}: row {line}: empty filename")
+      norm = os.path.normpath(filename)
+      if os.path.isabs(filename) or norm == ".." or norm.startswith(".." + os.sep):
+        raise UserError(f"{path}: row {line}: filename {filename!r} is not a path inside the image "
+                        "folder")
       rows.append(Row(rec[col["id"]].strip(), filename, label, line))
   if not rows:
     raise UserError(f"{path}: empty CSV (a header but no rows)")
@@ -93,7 +112,8 @@ def load_vocab(path: str) -> list[str]:
 
 
 def load_image(path: str, size: int, where: str) -> np.ndarray:
-  """Decode one image to uint8 size x size x 3 (bilinear resize of the whole image, like the reference report)."""
+  """Decode one image to uint8 size x size x 3 (a bilinear resize of the whole image, as the reference
+  report does)."""
   try:
     with Image.open(path) as im:
       im = im.convert("RGB")
@@ -144,7 +164,9 @@ class TfdsImageSource:
       self._src = tfds.data_source(name, split=split, data_dir=data_dir or None, download=False)
       info = tfds.builder(name, data_dir=data_dir or None).info
     except Exception as e:  # tfds raises several types for a missing / unprepared dataset
-      raise UserError(f"tfds:{name} split {split!r}: cannot open ({type(e).__name__}: {e})") from None
+      first = (str(e).strip().splitlines() or [""])[0]   # (tfds appends a list of every dataset)
+      raise UserError(f"tfds:{name} split {split!r}: cannot open ({type(e).__name__}: "
+                      f"{first[:200]})") from None
     self.csv_path, self.size = f"tfds:{name}[{split}]", size
     names = list(info.features["label"].names)
     self.vocab = list(vocab) if vocab is not None else names

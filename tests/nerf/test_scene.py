@@ -82,3 +82,53 @@ def test_cli_bad_scene_is_one_line_error_and_leaves_nothing(tmp_path):
   err = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
   assert len(err) == 1 and "r_0.png" in err[0] and "Traceback" not in proc.stderr
   assert not work.exists()
+
+
+@pytest.mark.parametrize("matrix,why", [
+    ([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, "x"], [0, 0, 0, 1]], "not a number"),
+    ([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, float("nan")], [0, 0, 0, 1]], "NaN or infinite"),
+    ([[1, 0, 0, float("inf")], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], "NaN or infinite"),
+    ([[0, 0, 0, 1], [0, 0, 0, 2], [0, 0, 0, 3], [0, 0, 0, 1]], "all-zero rotation"),
+    ([[2, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], "not a rigid"),
+    ([[1, 0.5, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], "not a rigid"),
+    ([[1, 0, 0], [0, 1, 0], [0, 0, 1]], "not 4x4"),
+])
+def test_bad_poses_name_the_file_and_the_frame(tmp_path, matrix, why):
+  d = _scene(tmp_path)
+  meta = json.loads((d / "transforms_train.json").read_text())
+  meta["frames"][1]["transform_matrix"] = matrix
+  (d / "transforms_train.json").write_text(json.dumps(meta))
+  with pytest.raises(UserError, match=rf"transforms_train.json: frame 1 \(./train/r_1\): .*{why}"):
+    scene.load_split(str(d), "train")
+
+
+@pytest.mark.parametrize("angle", [0, -0.5, float("nan"), 4.0, "wide", True])
+def test_bad_camera_angle(tmp_path, angle):
+  d = _scene(tmp_path, meta_extra={"camera_angle_x": angle})
+  with pytest.raises(UserError, match=r"transforms_train.json: 'camera_angle_x' = .* not an angle"):
+    scene.load_split(str(d), "train")
+
+
+def _png16(path, arr):
+  """A 16-bit PNG written by hand (zlib + the PNG chunk layout), independent of the readers."""
+  import struct
+  import zlib
+  h, w, c = arr.shape
+  raw = b"".join(b"\x00" + arr[y].astype(">u2").tobytes() for y in range(h))
+  chunk = lambda t, d: (struct.pack(">I", len(d)) + t + d
+                        + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF))
+  path.write_bytes(b"\x89PNG\r\n\x1a\n"
+                   + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, {1: 0, 3: 2, 4: 6}[c], 0, 0, 0))
+                   + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def test_16_bit_pngs_at_full_precision(tmp_path):
+  grey = np.full((4, 6, 1), 30000, np.uint16)
+  _png16(tmp_path / "grey.png", grey)
+  np.testing.assert_allclose(scene.load_image(str(tmp_path / "grey.png")), 30000 / 65535, atol=1e-7)
+  rgba = np.zeros((4, 6, 4), np.uint16)
+  rgba[..., 0], rgba[..., 1], rgba[..., 2], rgba[..., 3] = 30001, 1000, 65535, 32768
+  _png16(tmp_path / "rgba.png", rgba)
+  a = 32768 / 65535
+  want = np.array([30001, 1000, 65535]) / 65535 * a + (1 - a)
+  np.testing.assert_allclose(scene.load_image(str(tmp_path / "rgba.png"))[0, 0], want, atol=1e-6)

@@ -163,3 +163,18 @@ def test_worker_processes_give_the_same_batches(demo_set):
     a, b = next(threads), next(workers)
     np.testing.assert_array_equal(a["index"], b["index"])
     np.testing.assert_array_equal(a["image"], b["image"])
+
+
+def test_csv_encodings_and_paths_outside_the_folder(tmp_path):
+  bom = tmp_path / "bom.csv"
+  bom.write_bytes("\ufeffid,filename,label\n0,a.jpg,caf\u00e9\n".encode("utf-8"))   # as Excel saves
+  rows = images.read_csv(str(bom))
+  assert rows[0].id == "0" and rows[0].label == "caf\u00e9"
+  latin = tmp_path / "latin.csv"
+  latin.write_bytes("id,filename,label\n0,a.jpg,caf\u00e9\n".encode("latin-1"))
+  with pytest.raises(UserError, match=r"latin\.csv: not UTF-8 text \(byte 0xe9 on line 2\)"):
+    images.read_csv(str(latin))
+  for name in ("/etc/passwd", "../secret.jpg", "sub/../../x.jpg"):
+    with pytest.raises(UserError, match=r"p\.csv: row 2: filename .* is not a path inside"):
+      images.read_csv(_write(tmp_path / "p.csv", f"id,filename,label\n0,{name},a\n"))
+  assert images.read_csv(_write(tmp_path / "ok.csv", "id,filename,label\n0,sub/../a.jpg,a\n"))

@@ -48,10 +48,9 @@ def test_supervised_pretraining(tmp_path):
     assert "knn_accuracy" in json.load(f)
 
 
-@pytest.mark.long
+@pytest.mark.slow
 def test_byol_step_independent_of_device_count(tmp_path):
-  """The same BYOL steps on 1 and 2 devices: per-example keys and global BatchNorm make them equal.
-  (tests/test_multihost.py's 2 processes x 2 devices = 1 device covers it in the default run.)"""
+  """The same BYOL steps on 1 and 2 devices: per-example keys and global BatchNorm make them equal."""
   code = f"""
 import jax, numpy as np
 from hw4_jax.ssl import pretrain, backbone_io
