@@ -33,7 +33,8 @@ def _train(config, workdir):
       return read(position)
 
     toy_train.host_batch = failing
-  final = toy_train.train(workdir, config.num_steps, config.stop_after or None)
+  stop_after = int(os.environ.get("TOY_STOP_AFTER", "0"))   # a shorter run, as an interruption
+  final = toy_train.train(workdir, config.train.num_steps, stop_after or None)  # would make it
   import numpy as np
   from hw4_jax.core import mesh
   leaves = mesh.to_host(jax.tree.leaves({"p": final.params, "s": final.model_state}))
@@ -47,6 +48,7 @@ MODES = {"train": _train}
 if __name__ == "__main__":
   distributed.maybe_initialize()
   tasks.TASKS["toy"] = __name__ if __name__ != "__main__" else "tests.multihost.toy_driver"
-  cfg = ml_collections.ConfigDict({"task": "toy", "mode": "train", "num_steps": int(sys.argv[2]),
-                                   "stop_after": int(sys.argv[3]) if len(sys.argv) > 3 else 0})
+  os.environ["TOY_STOP_AFTER"] = sys.argv[3] if len(sys.argv) > 3 else "0"   # not in the config
+  cfg = ml_collections.ConfigDict({"task": "toy", "mode": "train",
+                                   "train": {"num_steps": int(sys.argv[2])}})
   sys.exit(tasks.run(cfg, sys.argv[1]))
