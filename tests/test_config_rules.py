@@ -54,7 +54,7 @@ def test_bad_values_name_the_key(name, key, value, message):
 
 def test_cross_checks_and_nested_configs():
   dvgo = config_module("dvgo").get_config("demo")
-  dvgo.data.far = 1.0
+  dvgo.data.near, dvgo.data.far = 2.0, 1.0
   with pytest.raises(UserError, match=r"config.data.far=1.0: expected a value above data.near"):
     config_rules.check(dvgo)
   sweep = config_module("transfer").get_config("demo")
