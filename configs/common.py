@@ -74,8 +74,9 @@ def optim(name="adam", lr=1e-4, warmup_steps=1000):
 
 
 def lars():
-  """The BYOL paper's recipe: LARS, base lr 0.2 x batch/256, weight decay 1.5e-6 (1000 warm-up
-  steps here: 10 epochs of ImageNet in the paper, ~80 epochs of `mini` at batch 512)."""
+  """The BYOL paper's recipe: LARS, base lr 0.2 x batch/256, weight decay 1.5e-6. Warm-up: the
+  paper's is 10 epochs (of ImageNet); here it is 1000 steps, which at batch 512 is ~83 epochs of
+  `mini` (12 steps per epoch), not 10."""
   o = optim("lars", lr=0.2, warmup_steps=1000)
   o.weight_decay = 1.5e-6
   return o
