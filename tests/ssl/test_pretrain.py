@@ -38,6 +38,26 @@ def test_byol_resume_is_exact(tmp_path):
                                                                m["linear_probe_accuracy"])
 
 
+def test_eval_mode_merges_both_scores(tmp_path):
+  """mode=eval on a finished workdir scores its exported backbone as the end of training did and
+  merges knn_accuracy / linear_probe_accuracy into metrics.json (the training keys kept); on a
+  workdir without a backbone it scores the run's initial weights (pretrain.initial_backbone)."""
+  data = str(tmp_path / "data")
+  c = shrink(load_config("byol"), steps=4, demo_dir=data)
+  m = pretrain.train(c, str(tmp_path / "a"))
+  c.mode = "eval"
+  e = pretrain.evaluate(c, str(tmp_path / "a"))
+  assert (e["knn_accuracy"], e["linear_probe_accuracy"]) == (m["knn_accuracy"],
+                                                             m["linear_probe_accuracy"])
+  with open(tmp_path / "a" / "metrics.json") as f:
+    saved = json.load(f)
+  assert saved["final_loss"] == m["final_loss"] and saved["eval_backbone"] == "backbone.msgpack"
+  assert saved["linear_probe_accuracy"] == e["linear_probe_accuracy"]
+  r = pretrain.evaluate(c, str(tmp_path / "init"))
+  assert r["eval_backbone"] == f"random init (seed {c.seed})" and "final_loss" not in r
+  assert {"knn_accuracy", "linear_probe_accuracy"} <= set(r) and r["linear_probe_l2"] in c.probe.l2
+
+
 def jax_leaves(tree):
   import jax
   return jax.tree.leaves(tree)
