@@ -1,10 +1,11 @@
 """DVGO (`task=dvgo`). `default` = the official DirectVoxGO (v2) values = the reference report's
 setting B; `setting_a` = its setting A. `cpu` and `demo` change what a 2-core CPU needs (each change
 says why; the measurements behind them are in docs/tuning-log.md). `compare` trains several presets
-on one scene (`task=dvgo_compare`). `cpu` and `compare` read ../shared/data/nerf_synthetic/lego.
+on one scene (`task=dvgo_compare`). `cpu`, `cpu_fast` and `compare` read ../shared/data/nerf_synthetic/lego.
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 import common
 
@@ -18,13 +19,16 @@ def default():
   c.task = "dvgo"
   c.mode = "train"            # train (+ eval) | eval | render
   c.seed = 777                # the official run.py seed
-  common.loop_keys(c, log_every=100, checkpoint_every=1000)
+  # One checkpoint per stage: a finished workdir keeps only each stage's last one.
+  common.loop_keys(c, log_every=100, checkpoint_every=1000, keep_checkpoints=1)
 
   c.data = ml_collections.ConfigDict()
-  c.data.scene_dir = ""       # a Blender scene folder; empty = the generated demo scene
-  c.data.downscale = 1        # integer factor, area averaging, focal scaled
-  c.data.near = 2.0
-  c.data.far = 6.0
+  c.data.scene_dir = ""       # a Blender or nerfstudio scene folder; empty = the generated demo scene
+  c.data.downscale = 1        # integer factor, area averaging, intrinsics scaled
+  c.data.white_bkgd = True    # composite transparent pixels on white (False: black)
+  # None: Blender scenes 2 / 6 (the official values); nerfstudio scenes derived from the cameras.
+  c.data.near = config_dict.placeholder(float)
+  c.data.far = config_dict.placeholder(float)
 
   # Shared by both stages (official coarse_train / *_model_and_render). Implementation sizes, not
   # DVGO settings: cap_* are per-ray budgets of the compacted sample buffers (initial values; adapted
@@ -45,17 +49,24 @@ def default():
                   cap_points=96.0, cap_color=64.0)
 
   c.eval = ml_collections.ConfigDict()
-  c.eval.split = "val"
+  c.eval.split = ""           # '' = test if the scene has it, else val, else the held-out frames
   c.eval.lpips = True
+  c.eval.curve_every_s = 0.0  # > 0: PSNR of `curve_views` views every this many seconds of training
+  c.eval.curve_views = 10
 
   c.render = ml_collections.ConfigDict()
   c.render.transforms = ""    # any transforms JSON (poses only is fine)
   c.render.output_dir = ""    # default: WORKDIR/render
   c.render.depth = False      # also write <name>_depth.png
-  c.render.orbit_frames = 0   # > 0: also write orbit.gif around the scene
-  c.render.orbit_radius = 0.0  # 0: (near + far) / 2
+  c.render.orbit_frames = 0   # > 0: also write orbit_rgb.mp4 / orbit_depth.mp4 around the scene
+  c.render.orbit_radius = 0.0  # 0: the training cameras' mean distance to the scene centre
   c.render.orbit_elevation = 30.0
+  c.render.fps = 24.0
+  c.render.after_train = False  # render the orbit videos at the end of training
   c.render.chunk = 8192       # rays per render call
+
+  c.export = ml_collections.ConfigDict()
+  c.export.alpha_thres = 0.05  # mode=export: the surface where alpha crosses this (docs/outputs.md)
   return c
 
 
@@ -98,6 +109,19 @@ def cpu():
   return c
 
 
+def cpu_fast():
+  """Lego at 200x200 in <= 3 minutes of training: the "did my scene load right?" run (>= 31 PSNR)."""
+  c = cpu()
+  # The cpu preset's schedule at half length: fewer coarse steps (it only finds the bbox), and
+  # scaling, mask refreshes and the lr decay at half the steps.
+  c.coarse.num_iters = 300
+  c.fine.num_iters = 1000
+  c.fine.pg_scale = (125, 250, 375, 500)
+  c.fine.lr_decay = 1.0
+  c.fine.occupancy_every = 125
+  return c
+
+
 def demo():
   """The generated demo scene (100x100, three simple solids): a few CPU minutes, >= 25 PSNR on val."""
   c = cpu()
@@ -113,7 +137,8 @@ def demo():
   return c
 
 
-PRESETS = {"default": default, "setting_a": setting_a, "cpu": cpu, "demo": demo}
+PRESETS = {"default": default, "setting_a": setting_a, "cpu": cpu, "cpu_fast": cpu_fast,
+           "demo": demo}
 
 
 def compare():

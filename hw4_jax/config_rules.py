@@ -47,6 +47,11 @@ def Float(lo: float | None = None, hi: float | None = None, *, above: float | No
   return rule
 
 
+def Optional(rule: Rule) -> Rule:
+  """None, or what `rule` accepts."""
+  return lambda v: None if v is None else (lambda why: why and f"None or {why}")(rule(v))
+
+
 def Bool() -> Rule:
   return lambda v: None if isinstance(v, bool) else "True or False"
 
@@ -96,8 +101,8 @@ _STAGE = {
 }
 DVGO = {
     **LOOP,
-    "data.scene_dir": PATH, "data.downscale": Int(1), "data.near": Float(0.0),
-    "data.far": Float(above=0),
+    "data.scene_dir": PATH, "data.downscale": Int(1), "data.white_bkgd": Bool(),
+    "data.near": Optional(Float(0.0)), "data.far": Optional(Float(above=0)),
     **{f"coarse.{k}": r for k, r in _STAGE.items()},
     "coarse.pervoxel_lr": Bool(), "coarse.pervoxel_lr_downrate": Int(1),
     "coarse.pervoxel_count": Str(("samples", "projection")), "coarse.maskout_near_cam_vox": Bool(),
@@ -108,11 +113,13 @@ DVGO = {
     "fine.mask_cache_thres": Float(0.0, below=1), "fine.rgbnet_dim": Int(1),
     "fine.rgbnet_depth": Int(1), "fine.rgbnet_width": Int(1), "fine.viewbase_pe": Int(0),
     "fine.lr_rgbnet": Float(0.0), "fine.skip_zero_grad": Bool(),
-    "eval.split": Str(pattern=r"[A-Za-z0-9_-]+", what="a split name, e.g. 'val' or 'test'"),
-    "eval.lpips": Bool(),
+    "eval.split": Str(("", "train", "val", "test")),
+    "eval.lpips": Bool(), "eval.curve_every_s": Float(0.0), "eval.curve_views": Int(1),
     "render.transforms": PATH, "render.output_dir": PATH, "render.depth": Bool(),
     "render.orbit_frames": Int(0), "render.orbit_radius": Float(0.0),
     "render.orbit_elevation": Float(-90.0, 90.0), "render.chunk": Int(256),
+    "render.fps": Float(above=0), "render.after_train": Bool(),
+    "export.alpha_thres": Float(above=0, below=1),
 }
 COMPARE = {
     "task": Str(), "mode": Str(), "preset": Str(),
@@ -214,7 +221,8 @@ def check(config, prefix: str = "", data=None) -> None:
 
 
 def _cross_checks(task: str, v: dict, prefix: str) -> None:
-  if "data.far" in v and "data.near" in v and v["data.far"] <= v["data.near"]:
+  if v.get("data.far") is not None and v.get("data.near") is not None and (
+      v["data.far"] <= v["data.near"]):
     _fail(prefix + "data.far", v["data.far"], f"a value above data.near={v['data.near']}")
   if task == "dvgo" and any(p > v["fine.num_iters"] for p in v["fine.pg_scale"]):
     _fail(prefix + "fine.pg_scale", v["fine.pg_scale"],

@@ -27,4 +27,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  if tasks.HELP & set(sys.argv):
+    __doc__ = tasks.usage()   # what absl prints for --help  # pylint: disable=redefined-builtin
   app.run(main, flags_parser=tasks.parse_flags)

@@ -26,6 +26,31 @@ TASKS = {
 }
 
 
+# The presets of the project's config files (tests/core/test_cli.py checks this list against them).
+PRESETS = {"configs/dvgo.py": ("default", "setting_a", "cpu", "cpu_fast", "demo", "compare"),
+           "configs/byol.py": ("default", "cpu", "demo", "lars"),
+           "configs/supervised.py": ("default", "cpu", "demo"),
+           "configs/classifier.py": ("default", "cpu", "demo"),
+           "configs/transfer.py": ("default", "cpu", "demo")}
+
+
+HELP = {"-h", "--help", "--helpshort", "--helpfull", "-?"}
+
+
+def usage() -> str:
+  """`--help`'s text: the command, every task with its modes, the config files with their presets."""
+  lines = ["python -m hw4_jax.main --config=CONFIG.py[:PRESET] --workdir=DIR [--config.KEY=VALUE ...]",
+           "", "tasks (config.task) and their modes (config.mode, default train):"]
+  for task, module in TASKS.items():
+    modes = ", ".join(importlib.import_module(module).MODES)
+    lines.append(f"  {task:<12} {modes}")
+  lines += ["", "config files and their presets (default when omitted):"]
+  lines += [f"  {path:<24} {', '.join(names)}" for path, names in PRESETS.items()]
+  lines += ["", "Every key: docs/configs.md. Exit status: 0 done, 2 bad input, 75 preempted "
+            "(config.preempt_at), 130 / 143 stopped by SIGINT / SIGTERM (re-run to resume)."]
+  return "\n".join(lines)
+
+
 def resolve(task: str, mode: str):
   """The function for (task, mode), or a UserError that lists the valid names."""
   if task not in TASKS:
@@ -75,6 +100,10 @@ def parse_flags(argv: list[str]) -> list[str]:
       sys.path.insert(0, folder)
   try:
     return flags.FLAGS(argv)
+  except SystemExit as done:   # absl ends --help with status 1; asking for help is not an error
+    if done.code == 1 and HELP & set(argv):
+      sys.exit(0)
+    raise
   except flags.Error as err:
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     message = lines[-1] if "Traceback" in str(err) else lines[0]
@@ -158,11 +187,14 @@ def run(config: ml_collections.ConfigDict, workdir: str | None) -> int:
     if interrupt.pending() is not None:   # it arrived after the last point that checks for it
       raise interrupt.Interrupted(interrupt.pending(), "the run had finished: everything is saved")
   except interrupt.Interrupted as stop:
-    print(f"[{config.get('task', '')}] {stop.line()}", flush=True)
+    print(f"[{config.task}] {stop.line()}", flush=True)
     return stop.status
   except UserError as err:
     message = str(err)
-    if workdir and os.path.isdir(workdir) and holds_checkpoint(workdir) and "resume" not in message:
+    training = (config is not None and type(config).__name__ != "_ErrorConfig"
+                and config.get("mode", "train") == "train")
+    if (training and workdir and os.path.isdir(workdir) and holds_checkpoint(workdir)
+        and "resume" not in message):
       message += (f" (the checkpoints in {workdir} are kept: fix this and run the same command again "
                   "to resume)")
     print(f"error: {message}", file=sys.stderr, flush=True)

@@ -6,7 +6,7 @@ from hw4_jax import config_rules
 from hw4_jax.core.errors import UserError
 from tests.helpers import config_module
 
-PRESETS = {"dvgo": ("default", "setting_a", "cpu", "demo", "compare"),
+PRESETS = {"dvgo": ("default", "setting_a", "cpu", "cpu_fast", "demo", "compare"),
            "byol": ("default", "lars", "cpu", "demo"), "supervised": ("default", "cpu", "demo"),
            "classifier": ("default", "cpu", "demo"), "transfer": ("default", "cpu", "demo")}
 
@@ -57,7 +57,7 @@ def test_bad_values_name_the_key(name, key, value, message):
 
 def test_cross_checks_and_nested_configs():
   dvgo = config_module("dvgo").get_config("demo")
-  dvgo.data.far = 1.0
+  dvgo.data.near, dvgo.data.far = 2.0, 1.0
   with pytest.raises(UserError, match=r"config.data.far=1.0: expected a value above data.near"):
     config_rules.check(dvgo)
   sweep = config_module("transfer").get_config("demo")

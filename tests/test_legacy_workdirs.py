@@ -25,7 +25,8 @@ def test_dvgo_model_evaluates_and_renders(tmp_path):
   scene_dir = demo_scene.ensure()
   work = tmp_path / "dvgo"
   shutil.copytree(os.path.join(LEGACY, "dvgo"), work)
-  args = ["--config=configs/dvgo.py:demo", f"--workdir={work}", f"--config.data.scene_dir={scene_dir}"]
+  args = ["--config=configs/dvgo.py:demo", f"--workdir={work}", f"--config.data.scene_dir={scene_dir}",
+          "--config.eval.split=val"]   # (it was scored on val)
   _ok(run_main(*args, "--config.mode=eval", "--config.eval.lpips=False"))
   m = json.loads((work / "metrics.json").read_text())
   assert m["psnr"] == pytest.approx(12.5926, abs=1e-3) and m["ssim"] == pytest.approx(0.6422, abs=1e-3)

@@ -31,6 +31,7 @@ XLA aborts the process ("Termination timeout for all gather ... Expected 4 threa
 from __future__ import annotations
 
 import collections
+import os
 import time
 from typing import Any, Callable
 
@@ -76,6 +77,10 @@ class Loop:
     state, extra = self.ckpt.restore_or(state, extra)
     self.start = int(jax.device_get(state.step))
     self.logger = Logger(self.workdir, self.name, self.total, self.log_every, start_step=self.start)
+    config_file = os.path.join(self.workdir, "config.json")
+    if os.path.isfile(config_file):   # the run's configuration, readable next to its curves
+      with open(config_file) as f:
+        self.logger.text("config", "```json\n" + f.read() + "\n```", self.start)
     if self.start:
       print(f"[{self.name}] resumed at step {self.start}", flush=True)
     self._t0 = time.perf_counter()

@@ -27,6 +27,31 @@ def duration(seconds: float) -> str:
   return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+class Ticker:
+  """Progress of a loop over a known number of items (views to score, frames to render, vertices
+  to colour): `[name] done/total (pct) | rate | ETA` every `every` items and at the end, the ETA
+  from the mean rate since the first item (the first holds the compilation)."""
+
+  def __init__(self, name: str, total: int, unit: str = "items", every: int = 10):
+    self.name, self.total, self.unit, self.every = name, int(total), unit, max(int(every), 1)
+    self._t0 = time.perf_counter()
+    self._first: float | None = None
+
+  def tick(self, done: int, extra: str = "") -> None:
+    now = time.perf_counter()
+    if done == 1:
+      self._first = now
+    if not files.is_main_process() or (done % self.every and done != self.total):
+      return
+    if self._first is not None and done > 1:
+      rate = (done - 1) / max(now - self._first, 1e-9)
+    else:
+      rate = done / max(now - self._t0, 1e-9)
+    eta = duration((self.total - done) / rate) if rate > 0 else "?"
+    print(f"[{self.name}] {done}/{self.total} {self.unit} ({100 * done / max(self.total, 1):.0f}%)"
+          f"{' | ' + extra if extra else ''} | {rate:.2f} {self.unit}/s | ETA {eta}", flush=True)
+
+
 def _drop_rows_after(path: str, name: str, step: int) -> None:
   """Removes this loop's rows past `step` (written before an interruption, about to be redone)."""
   if not os.path.isfile(path):
@@ -49,18 +74,20 @@ class Logger:
   """Console progress + TensorBoard + metrics.jsonl for one loop (`name` tags its rows)."""
 
   def __init__(self, workdir: str, name: str, total_steps: int, log_every: int = 100,
-               start_step: int = 0, stream=None):
+               start_step: int | None = 0, stream=None):
+    """`start_step`: where the loop (re)starts; its rows past it are dropped (None: keep all)."""
     self.workdir, self.name, self.total = workdir, name, int(total_steps)
     self.log_every = max(int(log_every), 1)
     self.stream = stream or sys.stdout
     self._main = files.is_main_process()
     self._writer = self._jsonl = None
-    self._last = (time.perf_counter(), int(start_step))   # (time, step) of the previous line
+    self._last = (time.perf_counter(), int(start_step or 0))   # (time, step) of the last line
     self._first: tuple[float, int] | None = None          # the first logged point
     if self._main:
       os.makedirs(workdir, exist_ok=True)
       jsonl = os.path.join(workdir, "metrics.jsonl")
-      _drop_rows_after(jsonl, name, int(start_step))
+      if start_step is not None:
+        _drop_rows_after(jsonl, name, int(start_step))
       from tensorboardX import SummaryWriter
       self._writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
       self._jsonl = open(jsonl, "a")

@@ -16,6 +16,7 @@ import numpy as np
 
 from hw4_jax.core import files
 from hw4_jax.nerf import rays as rays_lib
+from hw4_jax.nerf.cameras import Camera
 
 VERSION = "demo_scene_v1"
 CAMERA_ANGLE_X = 0.6911112070083618   # as lego
@@ -109,8 +110,9 @@ def camera_poses(n, seed, radius=4.0):
 
 def render_view(c2w, size=100, ss=2):
   """RGBA uint8 [size, size, 4] with ss x ss supersampling."""
-  focal = 0.5 * size * ss / np.tan(0.5 * CAMERA_ANGLE_X)
-  o, d = rays_lib.camera_rays(size * ss, size * ss, focal, c2w)
+  n = size * ss
+  focal = 0.5 * n / np.tan(0.5 * CAMERA_ANGLE_X)
+  o, d = rays_lib.camera_rays(Camera(n, n, focal, focal, n / 2, n / 2), c2w)
   rgba = trace(o.reshape(-1, 3).astype(np.float64), d.reshape(-1, 3).astype(np.float64))
   rgba = rgba.reshape(size, ss, size, ss, 4)
   a = rgba[..., 3].mean((1, 3))

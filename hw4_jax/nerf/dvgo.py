@@ -198,7 +198,7 @@ def view_counts(level: Level, xyz_min, xyz_max, views):
   return count.reshape(size)
 
 
-def view_counts_projected(xyz_min, xyz_max, size, poses, height, width, focal, near, far):
+def view_counts_projected(xyz_min, xyz_max, size, split, near, far):
   """How many training views see each voxel, by projecting the voxels into every camera.
 
   The same quantity as `view_counts` (which sums trilinear weights of the views' ray samples, as
@@ -207,15 +207,19 @@ def view_counts_projected(xyz_min, xyz_max, size, poses, height, width, focal, n
   """
   pts = grid_lib.grid_points(jnp.asarray(xyz_min), jnp.asarray(xyz_max), size).reshape(-1, 3)
 
-  def body(count, c2w):
+  height, width = split.height, split.width
+
+  def body(count, view):
+    c2w, (fx, fy, cx, cy) = view
     cam = (pts - c2w[:3, 3]) @ c2w[:3, :3]
     depth = -cam[:, 2]
-    u = cam[:, 0] / depth * focal + 0.5 * width
-    v = -cam[:, 1] / depth * focal + 0.5 * height
+    u = cam[:, 0] / depth * fx + cx
+    v = -cam[:, 1] / depth * fy + cy
     seen = (depth >= near) & (depth <= far) & (u >= 0) & (u <= width) & (v >= 0) & (v <= height)
     return count + seen.astype(jnp.float32), None
 
-  count, _ = jax.lax.scan(body, jnp.zeros((pts.shape[0],), jnp.float32), jnp.asarray(poses))
+  views = (jnp.asarray(split.poses), jnp.asarray(split.intrinsics))
+  count, _ = jax.lax.scan(body, jnp.zeros((pts.shape[0],), jnp.float32), views)
   return np.asarray(count).reshape(size)
 
 

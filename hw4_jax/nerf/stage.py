@@ -25,7 +25,7 @@ from hw4_jax.nerf import dvgo, masked_adam
 from hw4_jax.nerf import grid as grid_lib
 from hw4_jax.nerf import rays as rays_lib
 from hw4_jax.nerf import raymarch as R
-from hw4_jax.nerf.views import Renderer, render_spec
+from hw4_jax.nerf.views import Renderer, depth_rgb, render_spec
 
 ADAPT_AFTER = (5, 20, 50)   # steps into a level at which the budgets are also re-checked
 
@@ -45,8 +45,10 @@ def level_index(step: int, pg_scale) -> int:
 
 
 def make_pool(split, ids=None):
-  """Device-side training data: flat images, poses, and optionally the usable pixel ids."""
-  pool = {"images": jnp.asarray(split.images.reshape(-1, 3)), "poses": jnp.asarray(split.poses)}
+  """Device-side training data: flat images, poses, intrinsics, and optionally the usable pixel
+  ids."""
+  pool = {"images": jnp.asarray(split.images.reshape(-1, 3)), "poses": jnp.asarray(split.poses),
+          "intrinsics": jnp.asarray(split.intrinsics)}
   if ids is not None:
     pool["ids"] = jnp.asarray(ids, jnp.int32)
   return pool
@@ -64,8 +66,8 @@ def _padded_chunks(rays_o, rays_d, chunk):
 
 def view_ray_chunks(split, downrate: int, chunk: int = 4096):
   """Per training view: its (sub-sampled) rays in fixed-size chunks."""
-  for c2w in split.poses:
-    o, d = rays_lib.camera_rays(split.height, split.width, split.focal, c2w)
+  for i, c2w in enumerate(split.poses):
+    o, d = rays_lib.camera_rays(split.camera(i), c2w)
     o, d = o[::downrate, ::downrate].reshape(-1, 3), d[::downrate, ::downrate].reshape(-1, 3)
     yield _padded_chunks(np.ascontiguousarray(o), np.ascontiguousarray(d), chunk)
 
@@ -81,7 +83,7 @@ def rays_hitting(split, buffers, spec, chunk: int = 4096):
   out = []
   hw = split.height * split.width
   for v, c2w in enumerate(split.poses):
-    o, d = rays_lib.camera_rays(split.height, split.width, split.focal, c2w)
+    o, d = rays_lib.camera_rays(split.camera(v), c2w)
     chunks = _padded_chunks(o.reshape(-1, 3), d.reshape(-1, 3), chunk)
     h = np.concatenate([np.asarray(hits(a, b)) for a, b in chunks])[:hw]
     out.append(np.nonzero(h)[0] + v * hw)
@@ -102,10 +104,11 @@ def _occupancy(density, shift, ratio, thres):
 class StageRunner:
   """Runs one stage's loop (coarse or fine); `run` returns the trained state and its budgets."""
 
-  def __init__(self, config, workdir, name, cfg, mesh, train, pool, preview=None):
+  def __init__(self, config, workdir, name, cfg, mesh, train, pool, preview=None, curve=None):
     self.config, self.workdir, self.name, self.cfg = config, workdir, name, cfg
     self.mesh, self.train, self.pool = mesh, train, pool
     self.preview = preview   # a split with images: its first view is rendered at the stage end
+    self.curve = curve       # an evaluation.QualityCurve, or None
     self._steps = {}
 
   def step_fn(self, spec, per_voxel_lr):
@@ -124,7 +127,8 @@ class StageRunner:
       else:
         pix = jax.random.randint(key, (batch,), 0, pool["images"].shape[0])
       pix = mesh_lib.constrain(pix, mesh)
-      rays_o, rays_d = rays_lib.rays_from_pixels(pool["poses"], pix, tr.height, tr.width, tr.focal)
+      rays_o, rays_d = rays_lib.rays_from_pixels(pool["poses"], pool["intrinsics"], pix, tr.height,
+                                                 tr.width)
       target = pool["images"][pix]
       grads, stats = dvgo.loss_and_grads(state.params, state.model_state, rays_o, rays_d, target,
                                          spec, weights)
@@ -212,6 +216,8 @@ class StageRunner:
             caps, compiles = new, compiles + 1
             spec = spec._replace(cap_points=caps[0], cap_color=caps[1])
             fn = self.step_fn(spec, per_voxel_lr)
+        if self.curve is not None:
+          self.curve.maybe(self.name, step, state.params, state.model_state, spec)
         if loop.end_step(step, state, stats, save_extra, scalars=used):
           break
       loop.finish(step, state, save_extra)
@@ -226,7 +232,6 @@ class StageRunner:
     """One rendered view (and its depth) to TensorBoard / images/ at the end of the stage."""
     split = self.preview or self.train
     renderer = Renderer(state.params, state.model_state, render_spec(spec), self.config.render.chunk)
-    rgb, depth, _ = renderer.image(split.camera, split.poses[0])
-    d = depth / max(float(depth.max()), 1e-6)
-    logger.images(step, {"render": rgb, "depth": np.repeat(d[..., None], 3, -1),
+    rgb, depth, acc = renderer.image(split.camera(0), split.poses[0])
+    logger.images(step, {"render": rgb, "depth": depth_rgb(depth, acc, spec.near, spec.far),
                          "target": split.images[0]})

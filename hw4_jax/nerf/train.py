@@ -1,4 +1,4 @@
-"""DVGO training: coarse stage, fine stage with progressive scaling, evaluation on the val split.
+"""DVGO training: coarse stage, fine stage with progressive scaling, evaluation on the held-out views.
 
 `MODES` is what `python -m hw4_jax.main --config=configs/dvgo.py` dispatches on. A workdir holds
 `ckpt_coarse/`, `ckpt_fine/` (resume is exact: the step rng, the occupancy refreshes, the
@@ -22,34 +22,31 @@ from hw4_jax.core import mesh as mesh_lib
 from hw4_jax.core.checkpoint import latest_step
 from hw4_jax.core.errors import UserError
 from hw4_jax.core.state import TrainState
-from hw4_jax.nerf import dvgo, evaluation, masked_adam, scene, views
+from hw4_jax.nerf import dvgo, evaluation, export, masked_adam, scene, views
 from hw4_jax.nerf import grid as grid_lib
 from hw4_jax.nerf import rays as rays_lib
 from hw4_jax.nerf import stage as stage_lib
 
 
 def _load_data(config):
+  """(scene, train split, evaluation split name, evaluation split) with images."""
+  sc = scene.configured(config.data)
+  eval_name = sc.eval_split(config.eval.split)
   data = config.data
-  scene_dir = data.scene_dir
-  if not scene_dir:
-    from hw4_jax.nerf import demo_scene
-    scene_dir = demo_scene.ensure()
-  if not os.path.isdir(scene_dir):
-    raise UserError(f"{scene_dir}: scene folder not found (config.data.scene_dir)")
-  train = scene.load_split(scene_dir, "train", data.downscale)
-  val = scene.load_split(scene_dir, config.eval.split, data.downscale)
-  if (val.height, val.width) != (train.height, train.width):
-    raise UserError(f"{scene_dir}: {config.eval.split} images are {val.width}x{val.height}, "
-                    f"train images {train.width}x{train.height}")
-  return scene_dir, train, val
+  train = sc.load("train", data.downscale, data.white_bkgd)
+  held = sc.load(eval_name, data.downscale, data.white_bkgd)
+  print(f"[data] {sc.scene_dir} ({sc.layout} layout): {len(train)} train, {len(held)} {eval_name} "
+        f"views ({sc.split_rule}) at {train.width}x{train.height}, near {sc.near:.3g}, far "
+        f"{sc.far:.3g}", flush=True)
+  return sc, train, eval_name, held
 
 
-def _coarse(config, workdir, train, mesh, val=None):
-  cc, data = config.coarse, config.data
-  xyz_min, xyz_max = rays_lib.bbox_from_frustums(train.poses, train.height, train.width, train.focal,
-                                                 data.near, data.far)
-  level = dvgo.make_level(xyz_min, xyz_max, cc.num_voxels, cc.num_voxels_base, cc, data.near,
-                          data.far, use_mlp=False)
+def _coarse(config, workdir, sc, train, mesh, val=None, curve=None):
+  cc, near, far = config.coarse, sc.near, sc.far
+  bg = 1.0 if config.data.white_bkgd else 0.0
+  xyz_min, xyz_max = rays_lib.bbox_from_frustums(train, near, far)
+  level = dvgo.make_level(xyz_min, xyz_max, cc.num_voxels, cc.num_voxels_base, cc, near, far,
+                          use_mlp=False, bg=bg)
   print(f"[coarse] bbox {np.round(xyz_min, 3).tolist()} .. {np.round(xyz_max, 3).tolist()} "
         f"world size {level.world_size} samples/ray {level.spec.n_slots}", flush=True)
   resuming = latest_step(os.path.join(workdir, "ckpt_coarse")) is not None
@@ -58,15 +55,13 @@ def _coarse(config, workdir, train, mesh, val=None):
   per_lr = jnp.ones((int(np.prod(level.world_size)),), jnp.float32)
   if not resuming:   # (a resumed run restores all of this from the checkpoint)
     if cc.maskout_near_cam_vox:
-      near = dvgo.near_camera_mask(xyz_min, xyz_max, level.world_size, train.poses[:, :3, 3],
-                                   data.near)
-      params["density"] = jnp.where(near[..., None], -100.0, params["density"])
+      close = dvgo.near_camera_mask(xyz_min, xyz_max, level.world_size, train.poses[:, :3, 3],
+                                    near)
+      params["density"] = jnp.where(close[..., None], -100.0, params["density"])
     if cc.pervoxel_lr:
       t0 = time.perf_counter()
       if cc.pervoxel_count == "projection":
-        count = dvgo.view_counts_projected(xyz_min, xyz_max, level.world_size, train.poses,
-                                           train.height, train.width, train.focal, data.near,
-                                           data.far)
+        count = dvgo.view_counts_projected(xyz_min, xyz_max, level.world_size, train, near, far)
       else:
         count = dvgo.view_counts(level, xyz_min, xyz_max,
                                  stage_lib.view_ray_chunks(train, cc.pervoxel_lr_downrate))
@@ -80,13 +75,14 @@ def _coarse(config, workdir, train, mesh, val=None):
                             rng=jax.random.PRNGKey(config.seed), model_state=buffers,
                             update_fn=masked_adam.apply_updates)
   runner = stage_lib.StageRunner(config, workdir, "coarse", cc, mesh, train,
-                                 stage_lib.make_pool(train), preview=val)
+                                 stage_lib.make_pool(train), preview=val, curve=curve)
   state, _ = runner.run(state, [level], pg_scale=(), per_voxel_lr=cc.pervoxel_lr)
   return state, level
 
 
-def _fine(config, workdir, train, mesh, coarse_state, coarse_level, val=None):
-  fc, data = config.fine, config.data
+def _fine(config, workdir, sc, train, mesh, coarse_state, coarse_level, val=None, curve=None):
+  fc = config.fine
+  bg = 1.0 if config.data.white_bkgd else 0.0
   cparams, cbuf = coarse_state.params, coarse_state.model_state
   # The coarse geometry at the coarse grid's own interval (DVGO: its voxel_size_ratio).
   ratio = dvgo.voxel_size_ratio(coarse_level, config.coarse.stepsize)
@@ -107,7 +103,7 @@ def _fine(config, workdir, train, mesh, coarse_state, coarse_level, val=None):
                  "xyz_min": cbuf["xyz_min"], "xyz_max": cbuf["xyz_max"]}
   n_pg = len(fc.pg_scale)
   levels = [dvgo.make_level(xyz_min, xyz_max, int(fc.num_voxels / 2 ** (n_pg - i)), fc.num_voxels_base,
-                            fc, data.near, data.far, use_mlp=True) for i in range(n_pg + 1)]
+                            fc, sc.near, sc.far, use_mlp=True, bg=bg) for i in range(n_pg + 1)]
   print(f"[fine] bbox {np.round(xyz_min, 3).tolist()} .. {np.round(xyz_max, 3).tolist()} world "
         f"sizes {[lv.world_size for lv in levels]}", flush=True)
   # The state is built at the level a checkpoint was saved at (so its shapes match the checkpoint).
@@ -130,7 +126,7 @@ def _fine(config, workdir, train, mesh, coarse_state, coarse_level, val=None):
   print(f"[fine] {hit.size} of {train.poses.shape[0] * train.height * train.width} training rays "
         f"hit the coarse geometry", flush=True)
   runner = stage_lib.StageRunner(config, workdir, "fine", fc, mesh, train,
-                                 stage_lib.make_pool(train, hit), preview=val)
+                                 stage_lib.make_pool(train, hit), preview=val, curve=curve)
   state, caps = runner.run(state, levels, pg_scale=tuple(fc.pg_scale), per_voxel_lr=False)
   # A last occupancy refresh for rendering: it drops only voxels whose whole 3x3x3 neighbourhood has
   # alpha <= fast_color_thres, i.e. samples that compositing skips anyway (the image is unchanged).
@@ -150,13 +146,46 @@ def _keep_freed_memory():
     pass
 
 
+def _meta(config, sc, train, eval_name, level, caps, fine_state, coarse_state, seconds) -> dict:
+  """model.json: what rendering, evaluation and export need besides the arrays."""
+  buf = fine_state.model_state
+  center = (np.asarray(buf["xyz_min"]) + np.asarray(buf["xyz_max"])) / 2
+  up = train.poses[:, :3, 1].mean(0)
+  cam = train.camera(0)
+  d = int(config.data.downscale)
+  return {"spec": level.spec._asdict(), "caps": list(caps), "world_size": list(level.world_size),
+          "voxel_size_ratio": dvgo.voxel_size_ratio(level, config.fine.stepsize),
+          "mlp_layers": len(fine_state.params["rgbnet"]["layers"]),
+          "camera": [cam.height, cam.width, cam.fx, cam.fy, cam.cx, cam.cy],
+          "full_size": [cam.height * d, cam.width * d],
+          "height": train.height, "width": train.width, "focal": cam.fx,
+          "near": sc.near, "far": sc.far, "scene_dir": sc.scene_dir, "layout": sc.layout,
+          "split_rule": sc.split_rule, "eval_split": eval_name, "downscale": d,
+          "white_bkgd": bool(config.data.white_bkgd), "preset": config.get("preset", ""),
+          "orbit": {"up": (up / np.linalg.norm(up)).tolist(),
+                    "radius": float(np.linalg.norm(train.poses[:, :3, 3] - center, axis=-1).mean())},
+          "coarse_bbox": [np.asarray(coarse_state.model_state[k]).tolist()
+                          for k in ("xyz_min", "xyz_max")],
+          "train_seconds": seconds[1], "coarse_seconds": seconds[0],
+          "render_chunk": config.render.chunk}
+
+
+def _orbit_due(config, workdir) -> str | None:
+  """Where `render.after_train` writes its orbit videos, if they are still to be made."""
+  out = config.render.output_dir or os.path.join(workdir, "render")
+  done = all(os.path.isfile(os.path.join(out, f"orbit_{n}.mp4")) for n in ("rgb", "depth"))
+  return out if config.render.after_train and not done else None
+
+
 def train_and_evaluate(config, workdir):
-  """Trains coarse + fine (resuming), saves the model, evaluates on the val split."""
+  """Trains coarse + fine (resuming), saves the model, evaluates on the evaluation split, and with
+  `render.after_train` renders the orbit videos."""
   _keep_freed_memory()
   coarse_at = latest_step(os.path.join(workdir, "ckpt_coarse")) or 0
   fine_at = latest_step(os.path.join(workdir, "ckpt_fine")) or 0
   trained = os.path.isfile(os.path.join(workdir, "model.npz")) and fine_at >= config.fine.num_iters
-  if trained and os.path.isfile(os.path.join(workdir, "metrics.json")):
+  if (trained and os.path.isfile(os.path.join(workdir, "metrics.json"))
+      and not _orbit_due(config, workdir)):
     print(f"{workdir} is finished ({fine_at} fine steps, metrics.json): nothing to do", flush=True)
     return
   if fine_at and coarse_at < config.coarse.num_iters:
@@ -165,26 +194,38 @@ def train_and_evaluate(config, workdir):
     config = config.copy_and_resolve_references()
     with config.unlocked():
       config.coarse.num_iters = coarse_at
-  scene_dir, train, val = _load_data(config)
+  sc, train, eval_name, held = _load_data(config)
   mesh = mesh_lib.make_mesh()
   os.makedirs(workdir, exist_ok=True)
-  t0 = time.perf_counter()
+  clock = evaluation.TrainClock()   # training wall time (compilation included), curve left out
+  curve = None
+  if config.eval.curve_every_s:
+    curve = evaluation.QualityCurve(workdir, held, config.eval.curve_every_s,
+                                    config.eval.curve_views, clock, config.render.chunk)
   if not trained:
-    coarse_state, coarse_level = _coarse(config, workdir, train, mesh, val)
-    t_coarse = time.perf_counter() - t0
-    fine_state, level, caps = _fine(config, workdir, train, mesh, coarse_state, coarse_level, val)
-    train_seconds = time.perf_counter() - t0
+    coarse_state, coarse_level = _coarse(config, workdir, sc, train, mesh, held, curve)
+    t_coarse = clock.seconds()
+    fine_state, level, caps = _fine(config, workdir, sc, train, mesh, coarse_state, coarse_level,
+                                    held, curve)
+    seconds = (t_coarse, clock.seconds())
+    if curve is not None:   # the last point: the finished model
+      curve.maybe("fine", int(fine_state.step), fine_state.params, fine_state.model_state,
+                  level.spec._replace(cap_points=caps[0], cap_color=caps[1]), force=True)
+      curve.close()
     buffers = {k: fine_state.model_state[k] for k in ("xyz_min", "xyz_max", "act_shift", "mask")}
-    meta = {"spec": level.spec._asdict(), "caps": list(caps), "world_size": list(level.world_size),
-            "mlp_layers": len(fine_state.params["rgbnet"]["layers"]),
-            "height": train.height, "width": train.width, "focal": train.focal,
-            "near": config.data.near, "far": config.data.far, "scene_dir": scene_dir,
-            "downscale": config.data.downscale, "preset": config.get("preset", ""),
-            "train_seconds": train_seconds, "coarse_seconds": t_coarse,
-            "render_chunk": config.render.chunk}
+    meta = _meta(config, sc, train, eval_name, level, caps, fine_state, coarse_state, seconds)
     dvgo.save_model(workdir, fine_state.params, buffers, meta)
     distributed.barrier("dvgo: model saved")  # process 0 wrote model.npz; every process reads it next
-  evaluation.evaluate_mode(config, workdir, split=val)
+  if not os.path.isfile(os.path.join(workdir, "metrics.json")) or not trained:
+    evaluation.evaluate_mode(config, workdir, split=held, split_name=eval_name)
+  out = _orbit_due(config, workdir)
+  if out:
+    renderer, meta = views.Renderer.from_workdir(workdir, config.render.chunk)
+    orbit = config.copy_and_resolve_references()
+    with orbit.unlocked():
+      orbit.render.orbit_frames = config.render.orbit_frames or 60
+    views.render_orbit(renderer, meta, orbit, out)
 
 
-MODES = {"train": train_and_evaluate, "eval": evaluation.evaluate_mode, "render": views.render_mode}
+MODES = {"train": train_and_evaluate, "eval": evaluation.evaluate_mode, "render": views.render_mode,
+         "export": export.export_mode}

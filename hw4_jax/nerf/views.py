@@ -1,4 +1,5 @@
-"""Rendering whole views of a trained model: exact images, camera sets to PNGs, an orbit (`mode=render`).
+"""Rendering whole views of a trained model: exact images, camera sets to PNGs, orbit videos
+(`mode=render`, and `render.after_train`).
 
 Images are rendered in fixed-size ray chunks with fixed buffer budgets (one compiled function serves
 every view: on a CPU a new shape costs seconds of compilation). Rays whose samples did not fit
@@ -13,17 +14,20 @@ from __future__ import annotations
 import functools
 import math
 import os
+import warnings
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hw4_jax.core import files
+from hw4_jax.core import files, interrupt
 from hw4_jax.core.errors import UserError
+from hw4_jax.core.progress import Ticker
 from hw4_jax.nerf import dvgo, scene
 from hw4_jax.nerf import rays as rays_lib
 from hw4_jax.nerf import raymarch as R
+from hw4_jax.nerf.cameras import Camera
 
 RETRY_CHUNK = 256   # rays per chunk when re-rendering overflowed rays with room for every slot
 
@@ -102,22 +106,96 @@ class Renderer:
         stats[key] = stats.get(key, 0) + value
     return rgb, depth, acc
 
-  def image(self, cam: scene.Camera, c2w, stats: dict | None = None):
+  def image(self, cam: Camera, c2w, stats: dict | None = None):
     """-> rgb [H, W, 3], depth [H, W], acc [H, W] as numpy."""
-    rays_o, rays_d = rays_lib.camera_rays(cam.height, cam.width, cam.focal, c2w)
+    rays_o, rays_d = rays_lib.camera_rays(cam, c2w)
     rgb, depth, acc = self.rays(rays_o.reshape(-1, 3), rays_d.reshape(-1, 3), stats)
     h, w = cam.height, cam.width
     return rgb.reshape(h, w, 3), depth.reshape(h, w), acc.reshape(h, w)
 
 
-def depth_image(depth, acc, near, far):
-  """Depth to [0,1] grey (near = bright), background black."""
-  d = np.clip((far - depth / np.maximum(acc, 1e-6)) / (far - near), 0.0, 1.0) * (acc > 0.5)
-  return np.repeat(d[..., None], 3, -1)
+def trained_camera(meta: dict) -> tuple[Camera, tuple[int, int]]:
+  """The training images' camera (at the training downscale) and their full-resolution size
+  (height, width). A model.json from before intrinsics were saved has one centred focal length."""
+  if "camera" in meta:
+    cam = Camera(*meta["camera"])
+  else:
+    cam = Camera(meta["height"], meta["width"], meta["focal"], meta["focal"], meta["width"] / 2,
+                 meta["height"] / 2)
+  d = int(meta.get("downscale", 1))
+  return cam, tuple(meta.get("full_size", (cam.height * d, cam.width * d)))
+
+
+def depth_rgb(depth, acc, near: float, far: float) -> np.ndarray:
+  """Expected depth (near..far) colour-mapped with turbo (near = blue, far = red), multiplied by the
+  opacity so that the background (nothing hit) is black: [H, W, 3] in [0, 1]."""
+  from matplotlib import colormaps
+  acc = np.clip(np.asarray(acc, np.float32), 0.0, 1.0)
+  d = np.asarray(depth, np.float32) / np.maximum(acc, 1e-6)
+  t = np.clip((d - near) / max(far - near, 1e-6), 0.0, 1.0)
+  return colormaps["turbo"](t)[..., :3].astype(np.float32) * acc[..., None]
+
+
+def write_video(path: str, frames: list[np.ndarray], fps: float) -> None:
+  """H.264 MP4 (yuv420p, playable everywhere) through imageio-ffmpeg; odd sizes are padded by one
+  pixel (the format needs even ones)."""
+  if not files.is_main_process():
+    return
+  import imageio.v2 as imageio
+  h, w = frames[0].shape[:2]
+  pad = ((0, h % 2), (0, w % 2), (0, 0))
+  with files.atomic_path(path) as tmp, warnings.catch_warnings():
+    # ffmpeg runs in a subprocess (fork + exec at once): JAX's fork warning does not apply
+    warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called")
+    with imageio.get_writer(tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264",
+                            pixelformat="yuv420p", macro_block_size=1, quality=8) as writer:
+      for frame in frames:
+        writer.append_data(np.pad(files.to_uint8(frame), pad, mode="edge"))
+
+
+def render_orbit(renderer: Renderer, meta: dict, config, out_dir: str) -> dict:
+  """`render.orbit_frames` views on a circle around the training cameras' look-at centre, about
+  their mean up vector, at their mean distance (or `render.orbit_radius`), `render.orbit_elevation`
+  above the horizon -> orbit_rgb.mp4 and orbit_depth.mp4 at `render.fps`, the training camera
+  at `data.downscale`."""
+  rc = config.render
+  orbit = meta.get("orbit") or {}
+  buffers = renderer.buffers
+  center = orbit.get("center", (np.asarray(buffers["xyz_min"]) + np.asarray(buffers["xyz_max"])) / 2)
+  radius = rc.orbit_radius or orbit.get("radius", 0.5 * (meta["near"] + meta["far"]))
+  poses = rays_lib.orbit_poses(int(rc.orbit_frames), float(radius), float(rc.orbit_elevation),
+                               center, orbit.get("up", (0.0, 0.0, 1.0)))
+  cam, full = trained_camera(meta)
+  d = int(meta.get("downscale", 1))
+  cam = Camera(full[0], full[1], cam.fx * d, cam.fy * d, cam.cx * d, cam.cy * d).scaled(
+      int(config.data.downscale))
+  frames, depths = [], []
+  ticker = Ticker("render", len(poses), "frames")
+  for k, c2w in enumerate(poses, 1):
+    interrupt.check("the orbit is rendered again on the re-run")
+    rgb, depth, acc = renderer.image(cam, c2w)
+    frames.append(rgb)
+    depths.append(depth_rgb(depth, acc, meta["near"], meta["far"]))
+    ticker.tick(k, "orbit")
+  paths = {n: os.path.join(out_dir, f"orbit_{n}.mp4") for n in ("rgb", "depth")}
+  write_video(paths["rgb"], frames, float(rc.fps))
+  write_video(paths["depth"], depths, float(rc.fps))
+  print(f"[render] wrote {paths['rgb']} and {paths['depth']} ({len(frames)} frames, "
+        f"{cam.width}x{cam.height}, {rc.fps:g} fps)", flush=True)
+  return {"frames": len(frames), "width": cam.width, "height": cam.height, **paths}
+
+
+def _check_names(path: str, names: list[str]) -> None:
+  seen: dict = {}
+  for i, name in enumerate(names):
+    if name in seen:
+      raise UserError(f"{path}: frames {seen[name]} and {i} would both be written to {name}.png "
+                      "(their file_path names collide)")
+    seen[name] = i
 
 
 def render_mode(config, workdir):
-  """MODES['render']: the cameras of any transforms JSON to PNGs, and/or an orbit."""
+  """MODES['render']: the cameras of any transforms JSON to PNGs, and/or an orbit video."""
   rc = config.render
   if not rc.transforms and not rc.orbit_frames:
     raise UserError("mode=render needs config.render.transforms (a transforms JSON) "
@@ -126,50 +204,21 @@ def render_mode(config, workdir):
   out_dir = rc.output_dir or os.path.join(workdir, "render")
   split = None
   if rc.transforms:   # (checked before the model is loaded)
-    split = scene.load_transforms(rc.transforms, 1, with_images=False,
-                                  size=(meta["height"], meta["width"]))
-    seen: dict = {}
-    for i, name in enumerate(split.names):
-      if name in seen:
-        raise UserError(f"{rc.transforms}: frames {seen[name]} and {i} would both be written to "
-                        f"{name}.png (their file_path names collide)")
-      seen[name] = i
+    split = scene.load_cameras(rc.transforms, int(config.data.downscale), trained_camera(meta)[1])
+    _check_names(rc.transforms, split.names)
   renderer, meta = Renderer.from_workdir(workdir, rc.chunk)
   os.makedirs(out_dir, exist_ok=True)
-  near, far = meta["near"], meta["far"]
   if split is not None:
-    t0 = time.perf_counter()
+    ticker = Ticker("render", len(split), "frames")
     for i, (c2w, name) in enumerate(zip(split.poses, split.names)):
-      rgb, depth, acc = renderer.image(split.camera, c2w)
+      interrupt.check("frames already written are kept")
+      rgb, depth, acc = renderer.image(split.camera(i), c2w)
       files.save_png(os.path.join(out_dir, f"{name}.png"), rgb)
       if rc.depth:
-        files.save_png(os.path.join(out_dir, f"{name}_depth.png"), depth_image(depth, acc, near, far))
-      if (i + 1) % 10 == 0 or i + 1 == len(split.names):
-        print(f"[render] {i + 1}/{len(split.names)} frames", flush=True)
-    dt = time.perf_counter() - t0
-    print(f"[render] wrote {len(split.names)} PNGs ({split.width}x{split.height}) to {out_dir} "
-          f"in {dt:.1f}s ({dt / len(split.names):.2f}s/frame)", flush=True)
+        files.save_png(os.path.join(out_dir, f"{name}_depth.png"),
+                       depth_rgb(depth, acc, meta["near"], meta["far"]))
+      ticker.tick(i + 1)
+    print(f"[render] wrote {len(split)} PNGs ({split.width}x{split.height}) to {out_dir}",
+          flush=True)
   if rc.orbit_frames:
-    _orbit(renderer, meta, rc, out_dir)
-
-
-def _orbit(renderer: Renderer, meta, rc, out_dir):
-  """A circular path around the bbox centre at the mean training camera distance -> orbit.gif."""
-  import imageio.v2 as imageio
-  buffers = renderer.buffers
-  center = (np.asarray(buffers["xyz_min"]) + np.asarray(buffers["xyz_max"])) / 2
-  radius = rc.orbit_radius or 0.5 * (meta["near"] + meta["far"])
-  poses = rays_lib.orbit_poses(int(rc.orbit_frames), float(radius), float(rc.orbit_elevation))
-  poses[:, :3, 3] += center
-  cam = scene.Camera(height=meta["height"], width=meta["width"], focal=meta["focal"])
-  frames, depths = [], []
-  for c2w in poses:
-    rgb, depth, acc = renderer.image(cam, c2w)
-    frames.append(files.to_uint8(rgb))
-    depths.append(files.to_uint8(depth_image(depth, acc, meta["near"], meta["far"])))
-  if files.is_main_process():
-    for name, seq in (("orbit.gif", frames), ("orbit_depth.gif", depths if rc.depth else None)):
-      if seq is not None:
-        with files.atomic_path(os.path.join(out_dir, name)) as tmp:
-          imageio.mimsave(tmp, seq, duration=1.0 / 15, loop=0)
-  print(f"[render] wrote {os.path.join(out_dir, 'orbit.gif')} ({len(frames)} frames)", flush=True)
+    render_orbit(renderer, meta, config, out_dir)

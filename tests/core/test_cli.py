@@ -62,3 +62,21 @@ def test_unknown_mode_lists_valid_modes(tmp_path, task):
   line = _one_line_error(run_main(f"--config={_config(tmp_path, task)}", "--config.mode=dance",
                                   f"--workdir={tmp_path}/w"))
   assert f"unknown mode 'dance' for task '{task}'" in line and "train" in line
+
+
+def test_help_lists_tasks_modes_and_the_config_files_presets():
+  from hw4_jax import tasks
+  from tests.helpers import config_module
+  proc = run_main("--help")
+  assert proc.returncode == 0
+  for task in tasks.TASKS:
+    assert f"  {task} " in proc.stdout
+  assert "dvgo         train, eval, render, export" in proc.stdout
+  for path, names in tasks.PRESETS.items():
+    module = config_module(os.path.basename(path)[:-3])
+    for name in names:
+      assert module.get_config(name).preset == name
+    with pytest.raises(ValueError, match=r"valid presets: (.*)") as info:
+      module.get_config("no-such-preset")
+    assert str(info.value).split("valid presets: ")[1] == ", ".join(names)   # no preset missing
+    assert f"{path:<24} {', '.join(names)}" in proc.stdout

@@ -1,10 +1,11 @@
 """The demo preset itself: a PSNR floor after a fraction of its steps, and (long) on 4 simulated
-devices, alone and under load."""
+devices, alone and under load, and its exported mesh."""
 
 import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tests.helpers import run_main
@@ -56,4 +57,30 @@ def test_short_demo_run_beats_psnr_floor(tmp_path):
                "--config.fine.num_iters=100", "--config.fine.pg_scale=(30,60)",
                "--config.eval.lpips=False", f"--workdir={work}", timeout=900))
   m = json.loads((work / "metrics.json").read_text())
-  assert m["psnr"] >= 21.0, m["psnr"]   # measured 22.3 (random weights: ~10)
+  assert m["psnr"] >= 20.0, m["psnr"]   # measured 21.9 on the test views (random weights: ~10)
+
+
+@pytest.mark.long
+def test_trained_demo_scene_exports_its_solids(tmp_path):
+  """The demo preset trained in full (~6 CPU minutes), exported at the default alpha_thres: two
+  connected meshes (the big sphere and the box are 0.002 apart, under a voxel, and merge at this
+  threshold; the small sphere), the surface within a voxel of the analytic shapes (measured:
+  median 0.52 voxel, 90th percentile 1.17)."""
+  import plyfile
+  from tests.nerf.test_export import _components, _sdf
+  work = tmp_path / "demo"
+  _ok(run_main("--config=configs/dvgo.py:demo", "--config.eval.lpips=False", f"--workdir={work}",
+               timeout=1800))
+  _ok(run_main("--config=configs/dvgo.py:demo", "--config.mode=export", f"--workdir={work}"))
+  ply = plyfile.PlyData.read(str(work / "export" / "mesh.ply"))
+  v = ply["vertex"].data
+  xyz = np.stack([v["x"], v["y"], v["z"]], -1).astype(np.float64)
+  faces = np.stack(ply["face"].data["vertex_indices"])
+  cams = json.loads((work / "export" / "bbox_and_cams.json").read_text())
+  lo, hi = (np.asarray(b) for b in cams["fine_bbox"])
+  size = np.asarray(json.loads((work / "model.json").read_text())["world_size"])
+  voxel = float(((hi - lo) / (size - 1)).mean())
+  dist = np.abs(_sdf(xyz)) / voxel
+  assert _components(faces, len(xyz)) == 2
+  assert np.median(dist) <= 1.0 and np.percentile(dist, 90) <= 1.5, (np.median(dist),
+                                                                    np.percentile(dist, 90))

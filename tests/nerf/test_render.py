@@ -102,3 +102,15 @@ def test_overflow_is_flagged_and_other_rays_stay_exact():
   assert 0 < ok.sum() < ok.size          # some rays overflowed, the first ones did not
   assert ok[0] and not ok[-1]
   np.testing.assert_allclose(np.asarray(out["rgb"])[ok], np.asarray(dense["rgb"])[ok], atol=1e-5)
+
+
+def test_depth_colour_map_is_turbo_masked_by_opacity():
+  depth = np.array([[2.0, 4.0, 6.0, 0.0]]) * np.array([[1.0, 1.0, 1.0, 0.0]])
+  acc = np.array([[1.0, 1.0, 1.0, 0.0]])
+  rgb = views.depth_rgb(depth, acc, 2.0, 6.0)
+  from matplotlib import colormaps
+  np.testing.assert_allclose(rgb[0, :3], colormaps["turbo"]([0.0, 0.5, 1.0])[:, :3], atol=1e-6)
+  assert rgb[0, 0, 2] > rgb[0, 0, 0] and rgb[0, 2, 0] > rgb[0, 2, 2]   # near blue, far red
+  np.testing.assert_array_equal(rgb[0, 3], 0.0)                      # nothing hit: black
+  half = views.depth_rgb(np.array([[2.0]]), np.array([[0.5]]), 2.0, 6.0)  # depth / acc = 4
+  np.testing.assert_allclose(half[0, 0], 0.5 * np.asarray(colormaps["turbo"](0.5)[:3]), atol=1e-6)

@@ -39,39 +39,72 @@ def trained(tmp_path_factory):
 def test_training_writes_metrics_and_does_not_retrain(trained):
   m = json.loads((trained / "metrics.json").read_text())
   assert {"psnr", "ssim", "lpips_vgg", "per_view"} <= set(m)
-  assert len(m["per_view"]) == 10 and m["psnr"] > 12 and 0 < m["lpips_vgg"] < 1
+  assert m["split"] == "test" and m["num_views"] == len(m["per_view"]) == 10   # the demo has test
+  assert m["psnr"] > 12 and 0 < m["lpips_vgg"] < 1
   assert (trained / "val_renders" / "r_0.png").is_file()
-  assert list((trained / "images").glob("fine_render_*.png"))      # val renders for TensorBoard
-  assert list((trained / "tensorboard").iterdir())
+  assert list((trained / "images").glob("fine_render_*.png"))      # renders for TensorBoard
+  assert list((trained / "images").glob("fine_depth_*.png"))       # colour-mapped (test_render.py)
+  from tensorboard.backend.event_processing import event_accumulator
+  acc = event_accumulator.EventAccumulator(str(trained / "tensorboard"), size_guidance={"tensors": 0})
+  acc.Reload()
+  assert acc.Scalars("eval/psnr")[-1].value == pytest.approx(m["psnr"], abs=1e-4)
+  assert any(t.startswith("config") for t in acc.Tags()["tensors"])   # config.json as text
+  assert sorted(os.listdir(trained / "ckpt_fine")) == ["30"]          # the last checkpoint only
+  rows = [json.loads(l) for l in (trained / "metrics.jsonl").read_text().splitlines()]
+  assert not [r for r in rows if "loss" in r and not np.isfinite(r["loss"])]
   before = (trained / "model.npz").stat().st_mtime
   proc = _ok(run_main(*TINY, f"--workdir={trained}", timeout=300))
   assert "nothing to do" in proc.stdout and (trained / "model.npz").stat().st_mtime == before
 
 
 def test_render_mode_poses_only_json(trained, tmp_path):
-  cams = json.loads(open(os.path.expanduser(
-      "~/.cache/hw4_jax/demo_scene_v1/transforms_val.json")).read())
-  frames = [{"file_path": "./val/r_7", "transform_matrix": cams["frames"][7]["transform_matrix"]},
-            {"file_path": "./test/view_b", "transform_matrix": cams["frames"][2]["transform_matrix"]}]
+  from hw4_jax.nerf import demo_scene
+  cams = json.loads(open(os.path.join(demo_scene.ensure(), "transforms_test.json")).read())
+  frames = [{"file_path": "./test/r_7", "transform_matrix": cams["frames"][7]["transform_matrix"]},
+            {"file_path": "images/view_b.jpg",
+             "transform_matrix": cams["frames"][2]["transform_matrix"]}]
   js = tmp_path / "poses.json"
   js.write_text(json.dumps({"camera_angle_x": cams["camera_angle_x"], "frames": frames}))
   out = tmp_path / "out"
   _ok(run_main(*TINY, f"--workdir={trained}", "--config.mode=render",
                f"--config.render.transforms={js}", f"--config.render.output_dir={out}",
                "--config.render.depth=True", "--config.render.orbit_frames=3", timeout=300))
-  assert sorted(os.listdir(out)) == ["orbit.gif", "orbit_depth.gif", "r_7.png", "r_7_depth.png",
+  assert sorted(os.listdir(out)) == ["orbit_depth.mp4", "orbit_rgb.mp4", "r_7.png", "r_7_depth.png",
                                      "view_b.png", "view_b_depth.png"]
+  import imageio.v2 as imageio
+  for name in ("orbit_rgb.mp4", "orbit_depth.mp4"):
+    with imageio.get_reader(out / name) as video:
+      assert video.get_meta_data()["codec"] == "h264" and video.get_meta_data()["size"] == (100, 100)
+      assert sum(1 for _ in video) == 3
   img = np.asarray(Image.open(out / "r_7.png"))
   assert img.shape == (100, 100, 3)
-  # the same camera as val view r_7: matches the eval render of that view
+  # the same camera as test view r_7: matches the evaluation's render of that view
   ref = np.asarray(Image.open(trained / "val_renders" / "r_7.png"))
   assert np.abs(img.astype(int) - ref.astype(int)).max() <= 1
-  # w / h keys are honoured
-  js.write_text(json.dumps({"camera_angle_x": cams["camera_angle_x"], "w": 48, "h": 32,
+  # w / h keys are honoured, and divided by data.downscale like the training images
+  js.write_text(json.dumps({"camera_angle_x": cams["camera_angle_x"], "w": 96, "h": 64,
                             "frames": frames[:1]}))
-  _ok(run_main(*TINY, f"--workdir={trained}", "--config.mode=render",
+  _ok(run_main(*TINY, f"--workdir={trained}", "--config.mode=render", "--config.data.downscale=2",
                f"--config.render.transforms={js}", f"--config.render.output_dir={out}", timeout=300))
   assert np.asarray(Image.open(out / "r_7.png")).shape == (32, 48, 3)
+
+
+def test_export_writes_a_coloured_mesh_and_the_cameras(trained):
+  proc = _ok(run_main(*TINY, f"--workdir={trained}", "--config.mode=export",
+                      "--config.export.alpha_thres=0.02", timeout=300))   # (a tiny, faint model)
+  import plyfile
+  ply = plyfile.PlyData.read(str(trained / "export" / "mesh.ply"))
+  v, f = ply["vertex"].data, ply["face"].data
+  assert len(f) > 100 and {p.name: p.val_dtype for p in ply["vertex"].properties} == {
+      "x": "f4", "y": "f4", "z": "f4", "red": "u1", "green": "u1", "blue": "u1"}
+  assert np.ptp(v["red"].astype(int)) > 0                      # colours from the model, not one value
+  cams = json.loads((trained / "export" / "bbox_and_cams.json").read_text())
+  assert len(cams["cameras"]) == 50 and cams["cameras"][0]["width"] == 100
+  lo, hi = np.asarray(cams["fine_bbox"])
+  xyz = np.stack([v["x"], v["y"], v["z"]], -1)
+  assert np.all(xyz >= lo - 1e-4) and np.all(xyz <= hi + 1e-4)
+  assert (trained / "export" / "mesh_preview.png").stat().st_size > 5000
+  assert f"{len(f)} faces" in proc.stdout
 
 
 def test_render_hotdog_poses(trained, tmp_path, shared_data):
@@ -155,3 +188,41 @@ def test_four_devices_match_one(trained, tmp_path):
     assert_grids_match(b[k], a[k], k)
   ma, mb = (json.loads((w / "metrics.json").read_text()) for w in (trained, four))
   assert abs(ma["psnr"] - mb["psnr"]) < 0.01
+
+
+class _Clock:
+  """A training clock the test sets by hand (evaluation.TrainClock's interface)."""
+  now, paused = 0.0, 0.0
+
+  def seconds(self):
+    return self.now
+
+  def pause(self, seconds):
+    self.paused += seconds
+
+
+def test_quality_curve_scores_its_views_on_schedule_with_the_clock_stopped(trained, tmp_path):
+  import ml_collections
+  from hw4_jax.nerf import dvgo, evaluation, scene, views
+  from hw4_jax.nerf import raymarch as R
+  params, buffers, meta = dvgo.load_model(str(trained))
+  data = ml_collections.ConfigDict(json.loads((trained / "config.json").read_text())["data"])
+  split = scene.configured(data).load("test", 1)
+  clock = _Clock()
+  curve = evaluation.QualityCurve(str(tmp_path), split, every_s=10.0, views=3, clock=clock, chunk=4096)
+  spec = R.RenderSpec(**meta["spec"])
+  for now in (5.0, 12.0, 15.0, 31.0):   # due at 10 (scored at 12), 20 (at 31: 30 is skipped)
+    clock.now = now
+    curve.maybe("fine", int(now), params, buffers, spec)
+  clock.now = 33.0
+  curve.maybe("fine", 33, params, buffers, spec, force=True)
+  curve.close()
+  rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert [(r["stage"], r["train_s"], r["fine_step"]) for r in rows] == [
+      ("curve", 12.0, 12), ("curve", 31.0, 31), ("curve", 33.0, 33)]
+  assert clock.paused > 0   # the renders are not training time
+  first3 = scene.Split(split.poses[:3], split.intrinsics[:3], split.height, split.width,
+                       split.names[:3], split.images[:3])
+  renderer, _ = views.Renderer.from_workdir(str(trained))
+  want = evaluation.evaluate_split(renderer, first3, lpips=False)["psnr"]
+  assert rows[0]["psnr"] == pytest.approx(want, abs=1e-3)
