@@ -20,6 +20,7 @@ def test_byol_resume_is_exact(tmp_path):
   assert m["knn_history"][-1] == [4, m["knn_accuracy"]]   # the demo preset: only at the end
   assert m["probe_history"][-1] == [4, m["linear_probe_accuracy"]]
   assert os.path.isfile(tmp_path / "a" / "augment_pairs.png")
+  _check_eval_mode(straight.copy_and_resolve_references(), tmp_path, m)
   interrupted = shrink(load_config("byol"), steps=4, demo_dir=data)
   interrupted.byol.tau_schedule = "cosine"
   interrupted.time_budget_s = 1e-9  # stops (and checkpoints) after the first step
@@ -38,13 +39,10 @@ def test_byol_resume_is_exact(tmp_path):
                                                                m["linear_probe_accuracy"])
 
 
-def test_eval_mode_merges_both_scores(tmp_path):
-  """mode=eval on a finished workdir scores its exported backbone as the end of training did and
-  merges knn_accuracy / linear_probe_accuracy into metrics.json (the training keys kept); on a
+def _check_eval_mode(c, tmp_path, m):
+  """mode=eval on the finished workdir `a` scores its exported backbone as the end of training did
+  and merges knn_accuracy / linear_probe_accuracy into metrics.json (the training keys kept); on a
   workdir without a backbone it scores the run's initial weights (pretrain.initial_backbone)."""
-  data = str(tmp_path / "data")
-  c = shrink(load_config("byol"), steps=4, demo_dir=data)
-  m = pretrain.train(c, str(tmp_path / "a"))
   c.mode = "eval"
   e = pretrain.evaluate(c, str(tmp_path / "a"))
   assert (e["knn_accuracy"], e["linear_probe_accuracy"]) == (m["knn_accuracy"],
