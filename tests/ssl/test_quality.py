@@ -21,8 +21,8 @@ def _shapes(root, size: int, per_class: int) -> dict:
 @pytest.mark.long
 def test_classifier_beats_chance(tmp_path):
   """The classifier (random init, full fine-tuning) on 800 shapes at 32 px, 120 steps of 32: measured
-  45.5 % on the 200 val images (108 s at load average ~10); with the train labels shuffled it scored
-  27.0 %. Threshold: chance + 10 points."""
+  45.5 % on the 200 val images (54 s under pytest at load average ~8); with the train labels shuffled
+  it scored 27.0 %. Threshold: chance + 10 points."""
   c = shrink(load_config("classifier"), steps=120, batch=32, size=32)
   c.data.source = ""
   c.data.update(_shapes(tmp_path / "data", 32, 200))
