@@ -185,7 +185,10 @@ def test_four_devices_match_one(trained, tmp_path):
   _ok(run_main(*TINY, "--config.eval.lpips=False", f"--workdir={four}", devices=4, timeout=900))
   a, b = _model(trained), _model(four)     # trained on one device
   for k in a:   # equal to 1e-5 except a few voxels where sharding reorders cancelling sums
-    assert_grids_match(b[k], a[k], k)
+    # The colour MLP's weights take a gradient from every ray: the reordered float32 sums reach all
+    # of them, and 30 Adam steps (lr 1e-3) leave them within a few 1e-5 (CI measured up to 3.9e-5 on
+    # 41 of 4096): compared at 2e-4, a fifth of one Adam step.
+    assert_grids_match(b[k], a[k], k, atol=2e-4 if "rgbnet" in k else 1e-5)
   ma, mb = (json.loads((w / "metrics.json").read_text()) for w in (trained, four))
   assert abs(ma["psnr"] - mb["psnr"]) < 0.01
 
