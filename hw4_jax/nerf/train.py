@@ -22,7 +22,7 @@ from hw4_jax.core import mesh as mesh_lib
 from hw4_jax.core.checkpoint import latest_step
 from hw4_jax.core.errors import UserError
 from hw4_jax.core.state import TrainState
-from hw4_jax.nerf import dvgo, evaluation, export, masked_adam, scene, views
+from hw4_jax.nerf import dvgo, evaluation, export, masked_adam, scene, viewer, views
 from hw4_jax.nerf import grid as grid_lib
 from hw4_jax.nerf import rays as rays_lib
 from hw4_jax.nerf import stage as stage_lib
@@ -220,4 +220,4 @@ def train_and_evaluate(config, workdir):
 
 
 MODES = {"train": train_and_evaluate, "eval": evaluation.evaluate_mode, "render": views.render_mode,
-         "export": export.export_mode}
+         "export": export.export_mode, "view": viewer.view_mode}
