@@ -1,0 +1,172 @@
+"""The browser viewer end to end in headless Chromium (Playwright): `mode=view` on a tiny demo
+workdir trained here. The image the page received (the PNG bytes of the background image the page
+decoded, read back from the page: no screenshot, no overlays) equals `mode=render` of the camera
+the page shows; dragging in the page moves the camera and the server renders a new image (a preview
+first, then full resolution); two tabs at once, one closed; SIGTERM: exit 0 and the port is free.
+
+Skips (never fails) where Chromium, Playwright or viser is missing. Chromium: Debian's `chromium`
+(`.ci/run` installs it), or the path in HW4_CHROMIUM. With HW4_VIEWER_SCREENSHOT=PATH the test also
+saves a screenshot of the page there (docs/images/viewer.png is one).
+"""
+
+import base64
+import io
+import json
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.helpers import ROOT, run_main, subprocess_env
+from tests.nerf.test_train import TINY
+
+pytest.importorskip("viser", reason="the browser viewer's extra (pip install -e '.[viewer]')")
+pytest.importorskip("playwright", reason="playwright is not installed (pip install -e '.[test]')")
+CHROMIUM = os.environ.get("HW4_CHROMIUM") or shutil.which("chromium") or shutil.which(
+    "chromium-browser")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
+    not CHROMIUM, reason="no Chromium found (apt-get install chromium, or set HW4_CHROMIUM)")]
+
+# Keeps every image Blob the page makes an object URL of (viser's client loads the background image
+# through one): the exact bytes the browser received.
+RECORD_IMAGES = """
+window.__images = [];
+const createObjectURL = URL.createObjectURL.bind(URL);
+URL.createObjectURL = (obj) => {
+  if (obj instanceof Blob && obj.type.startsWith('image/')) window.__images.push(obj);
+  return createObjectURL(obj);
+};
+"""
+READ_IMAGE = """async (i) => {
+  const bytes = new Uint8Array(await window.__images.at(i).arrayBuffer());
+  let s = ''; for (const b of bytes) s += String.fromCharCode(b); return btoa(s);
+}"""
+CAMERA_TEXT = """() => (Array.from(document.querySelectorAll('input'))
+                     .find(e => e.value.startsWith('{"w"')) || {value: ''}).value"""
+
+
+def _psnr(a, b) -> float:
+  mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+  return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+
+
+def _image(page, i=-1) -> np.ndarray:
+  return np.asarray(Image.open(io.BytesIO(base64.b64decode(page.evaluate(READ_IMAGE, i)))))
+
+
+def _settled(page, timeout=240.0, after: int = 0):
+  """Waits until the page has shown a full-resolution frame (after its first `after` images) and no
+  image came for 1.5 s; -> (its image, its camera frame, the number of images so far)."""
+  end, last = time.time() + timeout, (-1, 0.0)
+  while time.time() < end:
+    n = page.evaluate("window.__images.length")
+    status = page.inner_text("body")
+    if n != last[0]:
+      last = (n, time.time())
+    elif n > after and " full " in status and time.time() - last[1] > 1.5:
+      frame, image = json.loads(page.evaluate(CAMERA_TEXT)), _image(page)
+      if page.evaluate("window.__images.length") == n:
+        return image, frame, n
+    time.sleep(0.2)
+  raise AssertionError(f"no settled full-resolution frame in {timeout} s; page says: "
+                       f"{page.inner_text('body')[-300:]}")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  work = tmp_path_factory.mktemp("view") / "run"
+  proc = run_main(*TINY, f"--workdir={work}", "--config.eval.lpips=False", timeout=600)
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+  return work
+
+
+def _serve(workdir):
+  """Starts mode=view on any free port; -> (process, url, lines queue)."""
+  proc = subprocess.Popen([sys.executable, "-m", "hw4_jax.main", *TINY, f"--workdir={workdir}",
+                           "--config.mode=view", "--config.view.port=0"], cwd=ROOT,
+                          env=subprocess_env(1), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+  lines: queue.Queue = queue.Queue()
+  proc.reader = threading.Thread(target=lambda: [lines.put(l) for l in proc.stdout], daemon=True)
+  proc.reader.start()
+  end, seen = time.time() + 120, []
+  while time.time() < end:
+    try:
+      line = lines.get(timeout=1)
+    except queue.Empty:
+      assert proc.poll() is None, "".join(seen)
+      continue
+    seen.append(line)
+    if line.startswith("[view] open "):
+      return proc, line.split()[2], lines
+  proc.kill()
+  raise AssertionError("mode=view printed no URL:\n" + "".join(seen))
+
+
+def test_viewer_in_chromium(trained, tmp_path):
+  from playwright.sync_api import sync_playwright
+  proc, url, lines = _serve(trained)
+  port = int(url.rsplit(":", 1)[1])
+  try:
+    with sync_playwright() as pw:
+      browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+          "--no-sandbox", "--use-gl=swiftshader", "--enable-unsafe-swiftshader"])
+      context = browser.new_context(viewport={"width": 640, "height": 480})
+      context.add_init_script(RECORD_IMAGES)
+      page, other = context.new_page(), context.new_page()
+      page.goto(url)
+      other.goto(url)
+      # (a) the first settled image equals mode=render of the camera the page shows
+      image, frame, n = _settled(page)
+      _settled(other)
+      other.close()                        # a tab that closes does not stop the server
+      assert image.shape == (frame["h"], frame["w"], 3) and max(frame["w"], frame["h"]) == 100
+      js = tmp_path / "view.json"
+      js.write_text(json.dumps({"frames": [dict(frame, file_path="view")]}))
+      out = tmp_path / "render"
+      done = run_main(*TINY, f"--workdir={trained}", "--config.mode=render",
+                      f"--config.render.transforms={js}", f"--config.render.output_dir={out}",
+                      timeout=300)
+      assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+      rendered = np.asarray(Image.open(out / "view.png"))
+      assert rendered.shape == image.shape
+      psnr = _psnr(image, rendered)
+      print(f"browser image vs mode=render: {image.shape[1]}x{image.shape[0]}, PSNR {psnr:.2f} dB")
+      assert psnr >= 30.0
+      # (b) a drag in the page orbits the camera: previews while it moves, then a new full image
+      page.mouse.move(200, 320)
+      page.mouse.down()
+      page.mouse.move(330, 300, steps=25)
+      page.mouse.up()
+      moved, moved_frame, m = _settled(page, after=n)
+      assert moved_frame["transform_matrix"] != frame["transform_matrix"]
+      assert moved.shape == image.shape
+      assert np.abs(moved.astype(float) - image.astype(float)).mean() > 2.0
+      sizes = {_image(page, i).shape[:2] for i in range(n, m)}
+      assert any(max(s) < 100 for s in sizes), f"no preview frame while moving: {sizes}"
+      if os.environ.get("HW4_VIEWER_SCREENSHOT"):
+        page.screenshot(path=os.environ["HW4_VIEWER_SCREENSHOT"])
+      browser.close()
+  finally:
+    proc.send_signal(signal.SIGTERM)
+    try:
+      status = proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+      proc.kill()
+      raise
+  # (c) SIGTERM: exit 0, the port released
+  proc.reader.join(timeout=10)   # (the rest of its output)
+  out = "".join(lines.queue)
+  assert status == 0, out[-2000:]
+  assert "[view] stopped by SIGTERM" in out
+  with socket.socket() as s:
+    assert s.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still accepts connections"
