@@ -81,12 +81,18 @@ class RenderLoop:
 
   def set_model(self, params, buffers, spec, near: float, far: float) -> int:
     """New grids (a trained model, or the training's current ones): every tab is rendered again.
-    `spec`: the render spec with its starting budgets (`views.render_spec`)."""
+    `spec`: the render spec with its starting budgets (`views.render_spec`); for grids of the
+    shape already shown, the budgets the renders adapted to are kept (a budget change compiles the
+    renderer again: seconds on a CPU)."""
+    specs = [spec, spec]
+    if self._model is not None:   # the same grid shape: keep the budgets the renders settled on
+      specs = [r.spec if r.spec._replace(cap_points=spec.cap_points, cap_color=spec.cap_color) == spec
+               else spec for r in self._model[1:3]]
     with self._cond:
       self._version += 1
       self._model = (self._version,
-                     Renderer(params, buffers, spec, PREVIEW_CHUNK, fixed_chunk=True),
-                     Renderer(params, buffers, spec, self.chunk, fixed_chunk=True), near, far)
+                     Renderer(params, buffers, specs[0], PREVIEW_CHUNK, fixed_chunk=True),
+                     Renderer(params, buffers, specs[1], self.chunk, fixed_chunk=True), near, far)
       self._cache.clear()
       self._cond.notify_all()
       return self._version

@@ -23,6 +23,7 @@ from hw4_jax.core import interrupt
 from hw4_jax.core.errors import UserError
 from hw4_jax.nerf import dvgo, scene, view_camera
 from hw4_jax.nerf import raymarch as R
+from hw4_jax.nerf.cameras import look_point
 from hw4_jax.nerf.view_renders import OUTPUTS, Frame, RenderLoop
 from hw4_jax.nerf.views import render_spec, trained_camera
 
@@ -42,8 +43,8 @@ def require_viser():
 class Viewer:
   """One viser server: the overlays, a panel per tab, and the render loop that feeds the tabs."""
 
-  def __init__(self, config, *, up, bbox, near: float, far: float, train=None,
-               long_side: int = 100, share: float = 1.0):
+  def __init__(self, config, *, up, near: float, far: float, train=None, long_side: int = 100,
+               share: float = 1.0):
     viser = require_viser()
     vc = config.view
     self.near, self.far, self.long_side = float(near), float(far), int(vc.resolution or long_side)
@@ -52,12 +53,8 @@ class Viewer:
     self.server.scene.set_up_direction(tuple(float(x) for x in up))
     self.loop = RenderLoop(self._send, int(vc.preview_scale), int(config.render.chunk), share)
     self._panels: dict[int, dict] = {}
-    lo, hi = (np.asarray(b, np.float64) for b in bbox)
-    self.server.scene.add_box("/bbox", color=(255, 140, 0), dimensions=tuple(hi - lo),
-                              wireframe=True, position=tuple((lo + hi) / 2))
-    center = (lo + hi) / 2
     if train is not None and len(train):
-      self._add_frustums(train, center)
+      self._add_frustums(train, look_point(train.poses))
     self.server.on_client_connect(self._connect)
     self.server.on_client_disconnect(lambda client: self._disconnect(client.client_id))
     self.loop.start()
@@ -137,8 +134,12 @@ class Viewer:
       client.scene.set_background_image(frame.image, format="png")
 
   def set_model(self, params, buffers, spec: R.RenderSpec, status: str = "") -> None:
-    """Shows these grids in every tab (`spec` with the budgets rendering starts from)."""
+    """Shows these grids (and their bounding box) in every tab (`spec` with the budgets rendering
+    starts from)."""
     self.status_line = status
+    lo, hi = (np.asarray(buffers[k], np.float64) for k in ("xyz_min", "xyz_max"))
+    self.server.scene.add_box("/bbox", color=(255, 140, 0), dimensions=tuple(hi - lo),
+                              wireframe=True, position=tuple((lo + hi) / 2))
     self.loop.set_model(params, buffers, spec, self.near, self.far)
 
   def close(self) -> None:
@@ -146,11 +147,45 @@ class Viewer:
     self.server.stop()
 
 
-def model_overlays(meta: dict, buffers) -> dict:
-  """The Viewer's scene arguments from a trained model: up axis, bbox, near / far, image size."""
+class TrainingView:
+  """`view.during_train`: a Viewer fed the training's current grids every `view.update_every` steps
+  (`StageRunner(on_grids=...)`). The training thread only copies the grids (the next step donates
+  their buffers) and hands them over; the render thread rests so that it renders at most
+  `view.render_share` of the time."""
+
+  def __init__(self, config, sc, train):
+    up = train.poses[:, :3, 1].mean(0)
+    cam = train.camera(0)
+    self.every = int(config.view.update_every)
+    self.viewer = Viewer(config, up=up / np.linalg.norm(up), near=sc.near, far=sc.far, train=train,
+                         long_side=max(cam.height, cam.width),
+                         share=float(config.view.render_share))
+    self.updates, self.seconds = 0, 0.0
+    print(f"[view] open {self.viewer.url} in a browser: the grids as they train (every "
+          f"{self.every} steps)", flush=True)
+
+  def __call__(self, stage: str, step: int, total: int, state, spec, force: bool = False) -> None:
+    if step % self.every and not force:
+      return
+    import jax
+    import jax.numpy as jnp
+    t0 = time.perf_counter()
+    buffers = {k: state.model_state[k] for k in ("xyz_min", "xyz_max", "act_shift", "mask")}
+    params, buffers = jax.tree.map(jnp.copy, (state.params, buffers))
+    self.viewer.set_model(params, buffers, render_spec(spec), f"{stage} step {step}/{total}")
+    self.updates, self.seconds = self.updates + 1, self.seconds + time.perf_counter() - t0
+
+  def close(self) -> None:
+    self.viewer.close()
+    print(f"[view] training viewer closed ({self.updates} grid updates, "
+          f"{1000 * self.seconds / max(self.updates, 1):.1f} ms each on the training thread)",
+          flush=True)
+
+
+def model_overlays(meta: dict) -> dict:
+  """The Viewer's scene arguments from a trained model: up axis, near / far, image size."""
   cam, _ = trained_camera(meta)
   return {"up": (meta.get("orbit") or {}).get("up", (0.0, 0.0, 1.0)),
-          "bbox": (np.asarray(buffers["xyz_min"]), np.asarray(buffers["xyz_max"])),
           "near": meta["near"], "far": meta["far"], "long_side": max(cam.height, cam.width)}
 
 
@@ -180,7 +215,7 @@ def view_mode(config, workdir):
   require_viser()
   meta = dvgo.load_meta(workdir)
   params, buffers, meta = dvgo.load_model(workdir)
-  viewer = Viewer(config, train=training_cameras(config, meta), **model_overlays(meta, buffers))
+  viewer = Viewer(config, train=training_cameras(config, meta), **model_overlays(meta))
   viewer.set_model(params, buffers, render_spec(R.RenderSpec(**meta["spec"]), meta.get("caps")),
                    f"model {workdir}")
   serve_until_stopped(viewer)

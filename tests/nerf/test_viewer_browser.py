@@ -6,7 +6,8 @@ first, then full resolution); two tabs at once, one closed; SIGTERM: exit 0 and 
 
 Skips (never fails) where Chromium, Playwright or viser is missing. Chromium: Debian's `chromium`
 (`.ci/run` installs it), or the path in HW4_CHROMIUM. With HW4_VIEWER_SCREENSHOT=PATH the test also
-saves a screenshot of the page there (docs/images/viewer.png is one).
+saves a screenshot of the page there, and HW4_VIEWER_WORKDIR=DIR uses that trained demo workdir
+instead of training one (docs/images/viewer.png was taken so).
 """
 
 import base64
@@ -83,6 +84,8 @@ def _settled(page, timeout=240.0, after: int = 0):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
+  if os.environ.get("HW4_VIEWER_WORKDIR"):   # a trained demo workdir instead (for the screenshot)
+    return os.environ["HW4_VIEWER_WORKDIR"]
   work = tmp_path_factory.mktemp("view") / "run"
   proc = run_main(*TINY, f"--workdir={work}", "--config.eval.lpips=False", timeout=600)
   assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
