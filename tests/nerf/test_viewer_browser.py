@@ -145,6 +145,8 @@ def test_viewer_in_chromium(trained, tmp_path):
       psnr = _psnr(image, rendered)
       print(f"browser image vs mode=render: {image.shape[1]}x{image.shape[0]}, PSNR {psnr:.2f} dB")
       assert psnr >= 30.0
+      # the view has enough structure for this to mean something: upside down it would fail
+      assert _psnr(image, rendered[::-1]) < 30.0
       # (b) a drag in the page orbits the camera: previews while it moves, then a new full image
       page.mouse.move(200, 320)
       page.mouse.down()
