@@ -157,7 +157,7 @@ class RenderLoop:
         version, preview, renderer, near, far = self._model
       try:
         rgb, depth, acc, seconds, cached = self._render(version, preview, renderer, cam, c2w, full)
-      except Exception as err:   # shown in the page and the log; the server goes on
+      except Exception as err:   # logged; the server goes on (a view that fails is not retried)
         self.errors.append(f"{type(err).__name__}: {err}")
         print(f"[view] render failed: {self.errors[-1]}", flush=True)
         with self._cond:

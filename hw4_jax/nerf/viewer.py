@@ -68,7 +68,7 @@ class Viewer:
     """The training cameras (click one: the tab's camera jumps to it); every tab starts at the
     first."""
     radius = float(np.linalg.norm(train.poses[:, :3, 3] - center, axis=-1).mean())
-    for i, (c2w, name) in enumerate(zip(train.poses, train.names)):
+    for i, c2w in enumerate(train.poses):
       cam = train.camera(i)
       wxyz, pos = view_camera.viser_from_c2w(c2w)
       handle = self.server.scene.add_camera_frustum(
