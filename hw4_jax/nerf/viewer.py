@@ -149,9 +149,9 @@ class Viewer:
 
 class TrainingView:
   """`view.during_train`: a Viewer fed the training's current grids every `view.update_every` steps
-  (`StageRunner(on_grids=...)`). The training thread only copies the grids (the next step donates
-  their buffers) and hands them over; the render thread rests so that it renders at most
-  `view.render_share` of the time."""
+  while a tab is open (`StageRunner(on_grids=...)`). The training thread only copies the grids (the
+  next step donates their buffers) and hands them over; the render thread rests so that it renders
+  at most `view.render_share` of the time."""
 
   def __init__(self, config, sc, train):
     up = train.poses[:, :3, 1].mean(0)
@@ -165,8 +165,8 @@ class TrainingView:
           f"{self.every} steps)", flush=True)
 
   def __call__(self, stage: str, step: int, total: int, state, spec, force: bool = False) -> None:
-    if step % self.every and not force:
-      return
+    if (step % self.every and not force) or not self.viewer.server.get_clients():
+      return   # (no tab open: nothing to copy; a tab that opens gets the next update)
     import jax
     import jax.numpy as jnp
     t0 = time.perf_counter()
