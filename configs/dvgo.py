@@ -1,7 +1,7 @@
 """DVGO (`task=dvgo`). `default` = the official DirectVoxGO (v2) values = the reference report's
 setting B; `setting_a` = its setting A. `cpu` and `demo` change what a 2-core CPU needs (each change
 says why; the measurements behind them are in docs/tuning-log.md). `compare` trains several presets
-on one scene (`task=dvgo_compare`). `cpu` and `compare` read ../shared/data/nerf_synthetic/lego.
+on one scene (`task=dvgo_compare`). `cpu`, `cpu_fast` and `compare` read ../shared/data/nerf_synthetic/lego.
 """
 
 import ml_collections
@@ -51,6 +51,8 @@ def default():
   c.eval = ml_collections.ConfigDict()
   c.eval.split = ""           # '' = test if the scene has it, else val, else the held-out frames
   c.eval.lpips = True
+  c.eval.curve_every_s = 0.0  # > 0: PSNR of `curve_views` views every this many seconds of training
+  c.eval.curve_views = 10
 
   c.render = ml_collections.ConfigDict()
   c.render.transforms = ""    # any transforms JSON (poses only is fine)
@@ -117,6 +119,19 @@ def cpu():
   return c
 
 
+def cpu_fast():
+  """Lego at 200x200 in <= 3 minutes of training: the "did my scene load right?" run (>= 31 PSNR)."""
+  c = cpu()
+  # The cpu preset's schedule at half length: fewer coarse steps (it only finds the bbox), and
+  # scaling, mask refreshes and the lr decay at half the steps.
+  c.coarse.num_iters = 300
+  c.fine.num_iters = 1000
+  c.fine.pg_scale = (125, 250, 375, 500)
+  c.fine.lr_decay = 1.0
+  c.fine.occupancy_every = 125
+  return c
+
+
 def demo():
   """The generated demo scene (100x100, three simple solids): a few CPU minutes, >= 25 PSNR on val."""
   c = cpu()
@@ -132,7 +147,8 @@ def demo():
   return c
 
 
-PRESETS = {"default": default, "setting_a": setting_a, "cpu": cpu, "demo": demo}
+PRESETS = {"default": default, "setting_a": setting_a, "cpu": cpu, "cpu_fast": cpu_fast,
+           "demo": demo}
 
 
 def compare():

@@ -114,7 +114,7 @@ DVGO = {
     "fine.rgbnet_depth": Int(1), "fine.rgbnet_width": Int(1), "fine.viewbase_pe": Int(0),
     "fine.lr_rgbnet": Float(0.0), "fine.skip_zero_grad": Bool(),
     "eval.split": Str(("", "train", "val", "test")),
-    "eval.lpips": Bool(),
+    "eval.lpips": Bool(), "eval.curve_every_s": Float(0.0), "eval.curve_views": Int(1),
     "render.transforms": PATH, "render.output_dir": PATH, "render.depth": Bool(),
     "render.orbit_frames": Int(0), "render.orbit_radius": Float(0.0),
     "render.orbit_elevation": Float(-90.0, 90.0), "render.chunk": Int(256),

@@ -27,7 +27,7 @@ TASKS = {
 
 
 # The presets of the project's config files (tests/core/test_cli.py checks this list against them).
-PRESETS = {"configs/dvgo.py": ("default", "setting_a", "cpu", "demo", "compare"),
+PRESETS = {"configs/dvgo.py": ("default", "setting_a", "cpu", "cpu_fast", "demo", "compare"),
            "configs/byol.py": ("default", "cpu", "demo", "lars"),
            "configs/supervised.py": ("default", "cpu", "demo"),
            "configs/classifier.py": ("default", "cpu", "demo"),

@@ -66,13 +66,14 @@ def assert_grids_match(actual, desired, name: str, atol: float = 1e-5, outlier_f
   Adam (which divides by the gradient's own scale, lr 0.1) turns it into a visible update (measured
   after 20 + 30 demo steps on 4 devices: 104, and since rays take per-image intrinsics 1,720, of
   754,392 k0 values off by up to 0.005; the PSNR equal to 1e-6). So at most
-  `outlier_frac` of the elements may differ by more than `atol`, none by more than `outlier_atol`
+  `outlier_frac` of the elements (and at least one, for small arrays such as a 64-wide MLP bias:
+  CI saw one off by 1.8e-5) may differ by more than `atol`, none by more than `outlier_atol`
   (a tenth of one full Adam step); the rendered metrics are compared separately.
   """
   import numpy as np
   diff = np.abs(np.asarray(actual, np.float64) - np.asarray(desired, np.float64))
   off = diff > atol
-  assert off.mean() <= outlier_frac and diff.max() <= outlier_atol, (
+  assert off.sum() <= max(1, outlier_frac * diff.size) and diff.max() <= outlier_atol, (
       f"{name}: {int(off.sum())} of {diff.size} elements differ by > {atol} "
       f"(max {diff.max():.3g}; allowed: {outlier_frac:.1%} of them, each <= {outlier_atol})")
 

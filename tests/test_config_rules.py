@@ -6,7 +6,7 @@ from hw4_jax import config_rules
 from hw4_jax.core.errors import UserError
 from tests.helpers import config_module
 
-PRESETS = {"dvgo": ("default", "setting_a", "cpu", "demo", "compare"),
+PRESETS = {"dvgo": ("default", "setting_a", "cpu", "cpu_fast", "demo", "compare"),
            "byol": ("default", "lars", "cpu", "demo"), "supervised": ("default", "cpu", "demo"),
            "classifier": ("default", "cpu", "demo"), "transfer": ("default", "cpu", "demo")}
 

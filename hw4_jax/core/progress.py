@@ -74,18 +74,20 @@ class Logger:
   """Console progress + TensorBoard + metrics.jsonl for one loop (`name` tags its rows)."""
 
   def __init__(self, workdir: str, name: str, total_steps: int, log_every: int = 100,
-               start_step: int = 0, stream=None):
+               start_step: int | None = 0, stream=None):
+    """`start_step`: where the loop (re)starts; its rows past it are dropped (None: keep all)."""
     self.workdir, self.name, self.total = workdir, name, int(total_steps)
     self.log_every = max(int(log_every), 1)
     self.stream = stream or sys.stdout
     self._main = files.is_main_process()
     self._writer = self._jsonl = None
-    self._last = (time.perf_counter(), int(start_step))   # (time, step) of the previous line
+    self._last = (time.perf_counter(), int(start_step or 0))   # (time, step) of the last line
     self._first: tuple[float, int] | None = None          # the first logged point
     if self._main:
       os.makedirs(workdir, exist_ok=True)
       jsonl = os.path.join(workdir, "metrics.jsonl")
-      _drop_rows_after(jsonl, name, int(start_step))
+      if start_step is not None:
+        _drop_rows_after(jsonl, name, int(start_step))
       from tensorboardX import SummaryWriter
       self._writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
       self._jsonl = open(jsonl, "a")

@@ -15,7 +15,7 @@ from hw4_jax.core import files, interrupt
 from hw4_jax.core.checkpoint import latest_step
 from hw4_jax.core.progress import Logger, Ticker
 from hw4_jax.nerf import image_metrics, scene
-from hw4_jax.nerf.views import Renderer
+from hw4_jax.nerf.views import Renderer, render_spec
 
 
 def evaluate_split(renderer: Renderer, split: scene.Split, out_dir: str | None = None,
@@ -47,6 +47,54 @@ def evaluate_split(renderer: Renderer, split: scene.Split, out_dir: str | None =
           "render_stats": {"points_per_ray": stats["points"] / max(stats["rays"], 1),
                            "color_points_per_ray": stats["color"] / max(stats["rays"], 1),
                            "rerendered_rays": stats.get("rerendered_rays", 0)}}
+
+
+class TrainClock:
+  """Wall time of training, with the quality-curve evaluations left out of it."""
+
+  def __init__(self):
+    self._t0, self._paused = time.perf_counter(), 0.0
+
+  def seconds(self) -> float:
+    return time.perf_counter() - self._t0 - self._paused
+
+  def pause(self, seconds: float) -> None:
+    self._paused += seconds
+
+
+class QualityCurve:
+  """PSNR of a fixed subset of the evaluation views (`eval.curve_views`, the first ones) every
+  `eval.curve_every_s` seconds of training, the clock stopped while it renders: a quality-per-time
+  curve in TensorBoard (`curve/psnr` against seconds) and metrics.jsonl (loop `curve`)."""
+
+  def __init__(self, workdir: str, split: scene.Split, every_s: float, views: int,
+               clock: TrainClock, chunk: int):
+    n = min(int(views), len(split))
+    self.split = scene.Split(split.poses[:n], split.intrinsics[:n], split.height, split.width,
+                             split.names[:n], split.images[:n])
+    self.every_s, self.clock, self.chunk = float(every_s), clock, chunk
+    self.next = self.every_s
+    self.logger = Logger(workdir, "curve", 0, log_every=1, start_step=None)
+
+  def maybe(self, loop: str, step: int, params, buffers, spec, force: bool = False) -> None:
+    """Scores the model if the next point of the curve is due (or `force`)."""
+    now = self.clock.seconds()
+    if not force and now < self.next:
+      return
+    t0 = time.perf_counter()
+    renderer = Renderer(params, buffers, render_spec(spec), self.chunk)
+    psnr = float(np.mean([image_metrics.psnr(renderer.image(self.split.camera(i), c2w)[0],
+                                             self.split.images[i])[0]
+                          for i, c2w in enumerate(self.split.poses)]))
+    self.logger.scalars(int(round(now)), {"psnr": psnr, "train_s": now, f"{loop}_step": step})
+    print(f"[curve] {now:.0f}s of training ({loop} step {step}): psnr {psnr:.2f} on "
+          f"{len(self.split)} views", flush=True)
+    while self.next <= now:
+      self.next += self.every_s
+    self.clock.pause(time.perf_counter() - t0)
+
+  def close(self) -> None:
+    self.logger.close()
 
 
 def evaluate_mode(config, workdir, split: scene.Split | None = None, split_name: str = "") -> dict:

@@ -104,10 +104,12 @@ def _occupancy(density, shift, ratio, thres):
 class StageRunner:
   """Runs one stage's loop (coarse or fine); `run` returns the trained state and its budgets."""
 
-  def __init__(self, config, workdir, name, cfg, mesh, train, pool, preview=None, on_grids=None):
+  def __init__(self, config, workdir, name, cfg, mesh, train, pool, preview=None, curve=None,
+               on_grids=None):
     self.config, self.workdir, self.name, self.cfg = config, workdir, name, cfg
     self.mesh, self.train, self.pool = mesh, train, pool
     self.preview = preview   # a split with images: its first view is rendered at the stage end
+    self.curve = curve       # an evaluation.QualityCurve, or None
     # after every step: on_grids(stage, step, total, state, spec) (the viewer during training)
     self.on_grids = on_grids
     self._steps = {}
@@ -217,6 +219,8 @@ class StageRunner:
             caps, compiles = new, compiles + 1
             spec = spec._replace(cap_points=caps[0], cap_color=caps[1])
             fn = self.step_fn(spec, per_voxel_lr)
+        if self.curve is not None:
+          self.curve.maybe(self.name, step, state.params, state.model_state, spec)
         if loop.end_step(step, state, stats, save_extra, scalars=used):
           break
         if self.on_grids is not None:

@@ -41,7 +41,7 @@ def _load_data(config):
   return sc, train, eval_name, held
 
 
-def _coarse(config, workdir, sc, train, mesh, val=None, on_grids=None):
+def _coarse(config, workdir, sc, train, mesh, val=None, curve=None, on_grids=None):
   cc, near, far = config.coarse, sc.near, sc.far
   bg = 1.0 if config.data.white_bkgd else 0.0
   xyz_min, xyz_max = rays_lib.bbox_from_frustums(train, near, far)
@@ -75,12 +75,14 @@ def _coarse(config, workdir, sc, train, mesh, val=None, on_grids=None):
                             rng=jax.random.PRNGKey(config.seed), model_state=buffers,
                             update_fn=masked_adam.apply_updates)
   runner = stage_lib.StageRunner(config, workdir, "coarse", cc, mesh, train,
-                                 stage_lib.make_pool(train), preview=val, on_grids=on_grids)
+                                 stage_lib.make_pool(train), preview=val, curve=curve,
+                                 on_grids=on_grids)
   state, _ = runner.run(state, [level], pg_scale=(), per_voxel_lr=cc.pervoxel_lr)
   return state, level
 
 
-def _fine(config, workdir, sc, train, mesh, coarse_state, coarse_level, val=None, on_grids=None):
+def _fine(config, workdir, sc, train, mesh, coarse_state, coarse_level, val=None, curve=None,
+          on_grids=None):
   fc = config.fine
   bg = 1.0 if config.data.white_bkgd else 0.0
   cparams, cbuf = coarse_state.params, coarse_state.model_state
@@ -126,7 +128,8 @@ def _fine(config, workdir, sc, train, mesh, coarse_state, coarse_level, val=None
   print(f"[fine] {hit.size} of {train.poses.shape[0] * train.height * train.width} training rays "
         f"hit the coarse geometry", flush=True)
   runner = stage_lib.StageRunner(config, workdir, "fine", fc, mesh, train,
-                                 stage_lib.make_pool(train, hit), preview=val, on_grids=on_grids)
+                                 stage_lib.make_pool(train, hit), preview=val, curve=curve,
+                                 on_grids=on_grids)
   state, caps = runner.run(state, levels, pg_scale=tuple(fc.pg_scale), per_voxel_lr=False)
   # A last occupancy refresh for rendering: it drops only voxels whose whole 3x3x3 neighbourhood has
   # alpha <= fast_color_thres, i.e. samples that compositing skips anyway (the image is unchanged).
@@ -206,18 +209,26 @@ def train_and_evaluate(config, workdir):
   sc, train, eval_name, held = _load_data(config)
   mesh = mesh_lib.make_mesh()
   os.makedirs(workdir, exist_ok=True)
-  t0 = time.perf_counter()
+  clock = evaluation.TrainClock()   # training wall time (compilation included), curve left out
+  curve = None
+  if config.eval.curve_every_s:
+    curve = evaluation.QualityCurve(workdir, held, config.eval.curve_every_s,
+                                    config.eval.curve_views, clock, config.render.chunk)
   if not trained:
     live = _training_view(config, sc, train)
     try:
-      coarse_state, coarse_level = _coarse(config, workdir, sc, train, mesh, held, live)
-      t_coarse = time.perf_counter() - t0
+      coarse_state, coarse_level = _coarse(config, workdir, sc, train, mesh, held, curve, live)
+      t_coarse = clock.seconds()
       fine_state, level, caps = _fine(config, workdir, sc, train, mesh, coarse_state, coarse_level,
-                                      held, live)
+                                      held, curve, live)
     finally:
       if live is not None:
         live.close()
-    seconds = (t_coarse, time.perf_counter() - t0)
+    seconds = (t_coarse, clock.seconds())
+    if curve is not None:   # the last point: the finished model
+      curve.maybe("fine", int(fine_state.step), fine_state.params, fine_state.model_state,
+                  level.spec._replace(cap_points=caps[0], cap_color=caps[1]), force=True)
+      curve.close()
     buffers = {k: fine_state.model_state[k] for k in ("xyz_min", "xyz_max", "act_shift", "mask")}
     meta = _meta(config, sc, train, eval_name, level, caps, fine_state, coarse_state, seconds)
     dvgo.save_model(workdir, fine_state.params, buffers, meta)
