@@ -4,7 +4,8 @@ train). Then `mode=view`: (a) the image the page received (the PNG bytes of the 
 the page decoded, read back from the page: no screenshot, no overlays) equals `mode=render` of the
 camera the page shows; (b) dragging in the page moves the camera and the server renders a new image
 (previews first, then full resolution); the resolution slider and the output switch (depth, from
-the cache) work; two tabs at once, one closed; (c) SIGTERM: exit 0 and the port is free.
+the cache) work; a click on a training camera's frustum jumps there; two tabs at once, one closed;
+(c) SIGTERM: exit 0 and the port is free.
 
 Skips (never fails) where Chromium, Playwright or viser is missing. Chromium: Debian's `chromium`
 (`.ci/run` installs it), or the path in HW4_CHROMIUM. With HW4_VIEWER_SCREENSHOT=PATH the test also
@@ -208,3 +209,34 @@ def _look_around(context, trained, url, tmp_path):
   assert depth_frame == small_frame and depth.shape == small.shape
   assert "render cached" in page.inner_text("body")
   assert np.abs(depth.astype(float) - small.astype(float)).mean() > 10.0
+  _click_a_training_camera(page, after=k)
+
+
+def _click_a_training_camera(page, after: int) -> None:
+  """Zooms out (the mouse wheel), clicks the apex of the training camera frustum nearest the middle
+  of the window (projected with the camera the page shows): the tab's camera jumps there."""
+  from hw4_jax.nerf import demo_scene
+  meta = json.loads(open(os.path.join(demo_scene.ensure(), "transforms_train.json")).read())
+  eyes = np.array([f["transform_matrix"] for f in meta["frames"]])[:, :3, 3]
+  page.mouse.move(150, 300)
+  for _ in range(6):
+    page.mouse.wheel(0, 400)
+    time.sleep(0.2)
+  _, frame, _ = _settled(page, after=after)
+  w2c = np.linalg.inv(np.array(frame["transform_matrix"]))
+  x = (w2c[:3, :3] @ eyes.T).T + w2c[:3, 3]
+  scale = 640 / frame["w"]   # the image fills the 640-pixel-wide window
+  u = (frame["cx"] + frame["fl_x"] * x[:, 0] / -x[:, 2]) * scale
+  v = (frame["cy"] - frame["fl_y"] * x[:, 1] / -x[:, 2]) * scale
+  free = ((x[:, 2] < -0.5) & (u > 5) & (u < 635) & (v > 5) & (v < 475)
+          & ~((u > 300) & (v < 175)) & ~((u < 285) & (v < 140)))   # not under the panel / notice
+  assert free.any(), "no training camera in view"
+  i = int(np.argmin(np.where(free, (u - 320) ** 2 + (v - 300) ** 2, np.inf)))
+  page.mouse.click(float(u[i]), float(v[i]))
+  end = time.time() + 60
+  while time.time() < end:
+    shown = json.loads(page.evaluate(CAMERA_TEXT))
+    if np.abs(np.array(shown["transform_matrix"])[:3, 3] - eyes[i]).max() < 1e-3:
+      return
+    time.sleep(0.3)
+  raise AssertionError(f"a click on training camera {i}'s frustum did not move the camera there")
