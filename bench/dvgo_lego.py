@@ -1,7 +1,7 @@
 """Benchmark: DVGO's CPU presets on lego at downscale 4, quality per minute of training.
 
   python bench/dvgo_lego.py [--presets=cpu_fast,cpu] [--every_s=30] [--workdir=/tmp/dvgo_lego_bench]
-                            [--keep] [--scene_dir=...] [extra --config.x=y flags]
+                            [--keep] [--scene_dir=...] [--config.x=y ...]
 
 Trains each preset from scratch (the workdirs are cleared unless --keep) with `eval.curve_every_s`:
 every N seconds of training the PSNR of the first 10 val views (the clock stopped while it renders).
@@ -61,8 +61,10 @@ def main():
   ap.add_argument("--every_s", type=float, default=30.0)
   ap.add_argument("--scene_dir", default=os.path.join(ROOT, "..", "shared", "data", "nerf_synthetic",
                                                       "lego"))
-  ap.add_argument("overrides", nargs="*", help="extra --config.x=y flags")
-  args = ap.parse_args()
+  args, overrides = ap.parse_known_args()   # the rest: --config.x=y flags for every run
+  bad = [a for a in overrides if not a.startswith("--config.")]
+  if bad:
+    ap.error(f"unknown arguments {bad} (only --config.x=y overrides are passed on)")
   lego = os.path.abspath(args.scene_dir)
   if not os.path.isdir(lego):
     print(f"dvgo_lego: SKIP (no lego scene at {lego})")
@@ -75,7 +77,7 @@ def main():
       shutil.rmtree(work, ignore_errors=True)
     cmd = [sys.executable, "-m", "hw4_jax.main", f"--config=configs/dvgo.py:{preset}",
            f"--workdir={work}", f"--config.data.scene_dir={lego}",
-           f"--config.eval.curve_every_s={args.every_s}", *args.overrides]
+           f"--config.eval.curve_every_s={args.every_s}", *overrides]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
     for line in proc.stdout:

@@ -53,6 +53,17 @@ def timed(fn, *args, steps: int) -> float:
   return 1e3 * float(np.median(times))
 
 
+def chained(fn, state, steps: int) -> float:
+  """Median wall time (ms) of `state = fn(state)` (a function that donates its input)."""
+  state = jax.block_until_ready(fn(state))
+  times = []
+  for _ in range(steps):
+    t0 = time.perf_counter()
+    state = jax.block_until_ready(fn(state))
+    times.append(time.perf_counter() - t0)
+  return 1e3 * float(np.median(times))
+
+
 def main():
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   ap.add_argument("--workdir", required=True)
@@ -72,8 +83,9 @@ def main():
   batch = int(fc.batch_size)
 
   def make_state():
-    return TrainState.create(params=params, tx=stage_lib.make_tx(fc), rng=jax.random.PRNGKey(0),
-                             model_state=buffers, update_fn=masked_adam.apply_updates)
+    # copies: the timed updates donate (overwrite) their state
+    return TrainState.create(params=jax.tree.map(jnp.copy, params), tx=stage_lib.make_tx(fc), rng=jax.random.PRNGKey(0),
+                             model_state=jax.tree.map(jnp.copy, buffers), update_fn=masked_adam.apply_updates)
 
   @jax.jit
   def ray_batch(pool):
@@ -109,11 +121,9 @@ def main():
     out, vjp = jax.vjp(lambda net, f: mlp.rgb(net, f, emb, ray, n_color), rgbnet, feat)
     return vjp(jnp.ones_like(out))
 
-  state = make_state()
-
-  @jax.jit
-  def adam(state, grads):
-    return state.apply_gradients(grads)
+  # The update writes rows into the grids and the Adam moments in place, as in the step: the state
+  # is donated and each call is fed the previous call's output.
+  adam = jax.jit(lambda state, grads: state.apply_gradients(grads), donate_argnums=(0,))
 
   runner = stage_lib.StageRunner(config, args.workdir, "fine", fc, mesh_lib.make_mesh(), train,
                                  pool)
@@ -123,17 +133,8 @@ def main():
            "march": timed(march, params, rays_o, rays_d, steps=args.steps),
            "mlp": timed(mlp_fwd_bwd, params["rgbnet"], feat, steps=args.steps),
            "loss+grads": timed(loss_grads, params, rays_o, rays_d, target, steps=args.steps),
-           "adam": timed(adam, state, grads, steps=args.steps)}
-  # the whole step, fed its own output (it donates its input)
-  st, _ = step(make_state(), pool)
-  jax.block_until_ready(st)
-  times = []
-  for _ in range(args.steps):
-    t0 = time.perf_counter()
-    st, out = step(st, pool)
-    jax.block_until_ready(out)
-    times.append(time.perf_counter() - t0)
-  parts["step"] = 1e3 * float(np.median(times))
+           "adam": chained(lambda st: adam(st, grads), make_state(), steps=args.steps),
+           "step": chained(lambda st: step(st, pool)[0], make_state(), steps=args.steps)}
   total = parts["step"]
   print(f"fine grid {meta['world_size']}, {batch} rays/step, {stats['points_per_ray']:.1f} samples "
         f"and {stats['color_per_ray']:.1f} coloured points per ray, MLP "

@@ -1,13 +1,16 @@
 """Benchmark: BYOL vs supervised vs no pre-training, end to end on the real data, on this CPU.
 
-1. BYOL-pretrain the `cpu` preset on ../shared/data/mini for a bounded time (--byol_minutes).
+1. BYOL-pretrain the `cpu` preset on ../shared/data/mini for a bounded time (--byol_minutes), with
+   the kNN / linear-probe monitor on flowers.
 2. Supervised-pretrain likewise (--supervised_minutes).
 3. The A-E sweep on ../shared/data/flowers (configs/transfer.py:cpu, --finetune_epochs).
-4. kNN (k=20, cosine) accuracy on flowers val of the BYOL backbone vs a randomly initialised one: the
-   init BYOL started from (knn_random), and for scale the spread over --random_seeds other inits.
+4. kNN (k=20, cosine) and linear-probe accuracy on flowers val of the BYOL backbone vs the init BYOL
+   started from (knn_random, probe_random: the same weights, `pretrain.initial_backbone`), and for
+   scale the spread over --random_seeds other inits.
 The step count of each pre-training is set so that it fits its budget (a short timing of the step
 first), so the tau and learning-rate schedules end where they should; the budget is also a hard cap.
-Ends with one line: knn_byol=<pct> knn_random=<pct> A=<pct> B=<pct> C=<pct> D=<pct> E=<pct>
+Ends with one line:
+  knn_byol=<pct> knn_random=<pct> probe_byol=<pct> probe_random=<pct> A=<pct> B=<pct> C=<pct> D=<pct> E=<pct>
 Smoke run: --byol_minutes=1 --supervised_minutes=1 --finetune_epochs=0.1
 """
 
@@ -38,13 +41,23 @@ def load_config(name: str, preset: str = "cpu"):
 
 
 def point_at_data(c, data: str) -> None:
-  """Rewrite the presets' ../shared/data paths to --data."""
+  """Rewrite the presets' ../shared/data paths to --data; the monitor (if any) scores on flowers."""
+  if "knn" in c:   # the monitor scores on flowers
+    for split in ("train", "val"):
+      c.knn[f"{split}_csv"] = f"../shared/data/flowers/{split}.csv"
+      c.knn[f"{split}_dir"] = f"../shared/data/flowers/{split}"
   for block in ("data", "knn"):
     if block in c:
       for key in ("train_csv", "train_dir", "val_csv", "val_dir"):
         value = c[block][key]
         if value.startswith("../shared/data"):
           c[block][key] = os.path.join(data, value[len("../shared/data/"):])
+
+
+def num_images(data) -> int:
+  """Images in the train split a config's `data` block names."""
+  from hw4_jax.ssl import images
+  return len(images.open_source(data, "train", 8, need_label=False))
 
 
 def seconds_per_step(config) -> float:
@@ -89,9 +102,10 @@ def pretrain_bounded(task: str, minutes: float, workdir: str) -> dict:
   steps = max(int(0.85 * budget / per_step), 2)
   c.train.num_steps = steps
   c.time_budget_s = budget
-  c.knn.every = max(steps // 2, 1)
+  c.knn.every = c.probe.every = max(steps // 2, 1)
   print(f"[bench] {task}: {per_step:.2f} s/step -> {steps} steps in {minutes:g} min "
-        f"({steps * c.train.batch_size / 6400:.1f} epochs of mini)", flush=True)
+        f"({steps * c.train.batch_size / num_images(c.data):.1f} epochs of "
+        f"{os.path.basename(os.path.dirname(c.data.train_dir))})", flush=True)
   return pretrain.train(c, workdir)
 
 
@@ -99,7 +113,7 @@ def main(argv):
   del argv
   import numpy as np
   from hw4_jax.core import mesh as mesh_lib
-  from hw4_jax.ssl import knn, pretrain, transfer
+  from hw4_jax.ssl import backbone_io, monitor, pretrain, transfer
   t0 = time.perf_counter()
   os.makedirs(_WORKDIR.value, exist_ok=True)
   dirs = {"byol": os.path.join(_WORKDIR.value, "byol"),
@@ -112,7 +126,7 @@ def main(argv):
   sweep.byol_workdir, sweep.supervised_workdir = dirs["byol"], dirs["supervised"]
   if _FT_EPOCHS.value:
     sweep.classifier.train.num_epochs = 0
-    per_epoch = 3887 // sweep.classifier.train.batch_size
+    per_epoch = num_images(sweep.classifier.data) // sweep.classifier.train.batch_size
     sweep.classifier.train.num_steps = max(int(_FT_EPOCHS.value * per_epoch), 2)
     sweep.classifier.train.eval_every = max(sweep.classifier.train.num_steps // 4, 1)
     # The preset's 100 warm-up steps would span a 1-epoch run (60 steps), which would then be
@@ -121,30 +135,32 @@ def main(argv):
                                               max(sweep.classifier.train.num_steps // 10, 1))
   results = transfer.run(sweep, os.path.join(_WORKDIR.value, "sweep"))
 
-  # kNN on flowers val: the BYOL backbone vs a random init of the same architecture.
+  # kNN and linear probe on flowers val: the BYOL backbone vs the init it started from.
   byol_cfg = load_config("byol")
   point_at_data(byol_cfg, _DATA.value)
   mesh = mesh_lib.make_mesh()
-  monitor = knn.KnnMonitor(byol_cfg.knn, mesh, byol_cfg.augment.crop_size, byol_cfg.model)
-  from hw4_jax.ssl import backbone_io
+  evaluate = monitor.FrozenEval(byol_cfg, mesh)
+  score = lambda variables: evaluate(mesh_lib.replicate(variables, mesh))
   _, byol_vars = backbone_io.load(dirs["byol"])
-  knn_byol = monitor(mesh_lib.replicate(byol_vars, mesh))
-  knn_random = monitor(mesh_lib.replicate(pretrain.random_backbone(byol_cfg), mesh))
-  # knn_random is the init BYOL started from (config seed); other seeds give other baselines.
+  s_byol = score(byol_vars)
+  s_random = score(pretrain.initial_backbone(byol_cfg))   # the weights BYOL's step 0 had
   seeds = range(byol_cfg.seed + 1, byol_cfg.seed + 1 + _RANDOM_SEEDS.value)
-  knn_others = [monitor(mesh_lib.replicate(pretrain.random_backbone(byol_cfg, seed=s), mesh))
-                for s in seeds]
+  others = [score(pretrain.initial_backbone(byol_cfg, seed=s)) for s in seeds]
   print(f"[bench] BYOL: {byol_m['steps']} steps ({byol_m.get('images_per_s', 0):.1f} img/s), "
         f"supervised: {sup_m['steps']} steps ({sup_m.get('images_per_s', 0):.1f} img/s), "
         f"total {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
-  print(f"[bench] kNN (k=20, cosine) on flowers val: BYOL {knn_byol:.2f}% vs random init "
-        f"{knn_random:.2f}% ({knn_byol - knn_random:+.2f} points)", flush=True)
-  if knn_others:
-    every = [knn_random] + knn_others
-    print(f"[bench] kNN of random inits, seeds {byol_cfg.seed}..{seeds[-1]}: "
-          f"{' '.join(f'{a:.2f}' for a in every)}; mean {np.mean(every):.2f} "
-          f"(BYOL {knn_byol - np.mean(every):+.2f} points), max {max(every):.2f}", flush=True)
-  print(f"knn_byol={knn_byol:.2f} knn_random={knn_random:.2f} " +
+  for key, name in (("knn_accuracy", "kNN (k=20, cosine)"), ("linear_probe_accuracy", "linear probe")):
+    b, r = s_byol[key], s_random[key]
+    print(f"[bench] {name} on flowers val: BYOL {b:.2f}% vs its init {r:.2f}% ({b - r:+.2f} points)",
+          flush=True)
+    if others:
+      every = [r] + [o[key] for o in others]
+      print(f"[bench] {name} of random inits, seeds {byol_cfg.seed}..{seeds[-1]}: "
+            f"{' '.join(f'{a:.2f}' for a in every)}; mean {np.mean(every):.2f} "
+            f"(BYOL {b - np.mean(every):+.2f} points), max {max(every):.2f}", flush=True)
+  print(f"knn_byol={s_byol['knn_accuracy']:.2f} knn_random={s_random['knn_accuracy']:.2f} "
+        f"probe_byol={s_byol['linear_probe_accuracy']:.2f} "
+        f"probe_random={s_random['linear_probe_accuracy']:.2f} " +
         " ".join(f"{k}={results[k]:.2f}" for k in "ABCDE"))
 
 

@@ -1,5 +1,6 @@
-"""Classifier fine-tuning (`task=classifier`, modes train | predict). Presets: default, cpu, demo
-(`default` and `cpu` read ../shared/data/flowers).
+"""Classifier fine-tuning (`task=classifier`, modes train | predict). Presets: default, cpu, demo.
+`default` and `cpu` read ../shared/data/flowers (elsewhere: `data.train_dir` / `data.val_dir` = one
+sub-folder per class, or CSVs `id,filename,label` + their folders); `demo` needs no data.
 
 `config.pretrained` = a pre-training workdir (BYOL or supervised) or '' (random init);
 `config.freeze_backbone` = True trains the head only (BatchNorm in inference mode).

@@ -53,8 +53,10 @@ def demo(image_size=96):
   return data(image_size=image_size, source="demo")
 
 
-def model(backbone="resnet50", width=64, dtype="float32", conv="auto"):
-  """`conv`: 'auto' (on CPU, wide layers as matmuls: hw4_jax/ssl/conv.py), 'xla' or 'gemm'."""
+def model(backbone="resnet50", width=64, dtype="auto", conv="auto"):
+  """`dtype`: 'auto' (bfloat16 on GPU/TPU, float32 on CPU: the reference's mixed precision where it
+  pays), 'float32' or 'bfloat16'; `conv`: 'auto' (on CPU, wide layers as matmuls:
+  hw4_jax/ssl/conv.py), 'xla' or 'gemm'."""
   return ml_collections.ConfigDict(dict(backbone=backbone, width=width, dtype=dtype, conv=conv))
 
 
@@ -72,8 +74,9 @@ def optim(name="adam", lr=1e-4, warmup_steps=1000):
 
 
 def lars():
-  """The BYOL paper's recipe: LARS, base lr 0.2 x batch/256, weight decay 1.5e-6 (1000 warm-up
-  steps here: 10 epochs of ImageNet in the paper, ~80 epochs of `mini` at batch 512)."""
+  """The BYOL paper's recipe: LARS, base lr 0.2 x batch/256, weight decay 1.5e-6. Warm-up: the
+  paper's is 10 epochs (of ImageNet); here it is 1000 steps, which at batch 512 is ~83 epochs of
+  `mini` (12 steps per epoch), not 10."""
   o = optim("lars", lr=0.2, warmup_steps=1000)
   o.weight_decay = 1.5e-6
   return o
@@ -85,7 +88,15 @@ def train(batch_size, num_epochs):
 
 
 def knn(d=None, every=1000, k=20, batch_size=128):
-  """Labeled set for the kNN monitor during pre-training (empty train_csv and source = no monitor)."""
+  """The labelled set of the kNN / linear-probe monitor and of `mode=eval` (its train part is the
+  memory bank and the probe's training data, val the queries). No set (the default) = no monitor."""
   d = d if d is not None else data()
   d.update(dict(k=k, every=every, batch_size=batch_size))
   return d
+
+
+def probe(every=1000):
+  """The linear probe on the `knn` set: L2 penalty chosen from `l2` on a `holdout` part of its train
+  split, `steps` L-BFGS iterations (hw4_jax/ssl/probe.py)."""
+  return ml_collections.ConfigDict(dict(every=every, holdout=0.2, l2=(1e-5, 1e-4, 1e-3, 1e-2, 1e-1),
+                                        steps=100))

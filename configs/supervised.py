@@ -1,6 +1,7 @@
 """Supervised pre-training (`task=supervised`, setting B's backbone). Presets: default, cpu, demo:
-BYOL's preset of the same name (data, backbone, augmentation, schedule) with labels and
-cross-entropy; `default` and `cpu` read ../shared/data/mini."""
+BYOL's preset of the same name (data, backbone, augmentation, schedule, monitor) with labels and
+cross-entropy. `default` and `cpu` read ../shared/data/mini (elsewhere: `data.train_dir` = one
+sub-folder per class, or `data.train_csv` + `data.train_dir`); `demo` needs no data."""
 
 import byol
 import common

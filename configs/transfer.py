@@ -3,7 +3,10 @@
 `config.byol_workdir` / `config.supervised_workdir` point at finished pre-training workdirs; empty means
 the sweep runs `config.byol` / `config.supervised` first. `config.classifier` is the fine-tuning config
 shared by all settings (its `pretrained` / `freeze_backbone` are set per setting). Presets: default,
-cpu, demo, built from the byol / supervised / classifier presets of the same name.
+cpu, demo, built from the byol / supervised / classifier presets of the same name: `default` and `cpu`
+read ../shared/data (mini to pre-train, flowers to fine-tune; elsewhere set `byol.data.*`,
+`supervised.data.*` and `data.*`, or stop with one error naming the missing path and its key);
+`demo` needs no data.
 """
 
 import ml_collections

@@ -143,7 +143,7 @@ def _data(prefix: str) -> dict:
 SSL = {
     **LOOP, **_data("data"),
     "model.backbone": Str(("resnet18", "resnet50")), "model.width": Int(1),
-    "model.dtype": Str(("float32", "bfloat16")), "model.conv": Str(("auto", "xla", "gemm")),
+    "model.dtype": Str(("auto", "float32", "bfloat16")), "model.conv": Str(("auto", "xla", "gemm")),
     "augment.crop_size": Int(8),
     "augment.crop_scale": Tuple(Float(above=0, hi=1.0), 2, what="(min, max) area fractions in (0, 1]"),
     "augment.crop_ratio": Tuple(Float(above=0), 2, what="(min, max) aspect ratios > 0"),
@@ -159,8 +159,10 @@ SSL = {
 }
 PRETRAIN = {
     **SSL, **_data("knn"), "knn.k": Int(1), "knn.every": Int(0), "knn.batch_size": Int(1),
+    "probe.every": Int(0), "probe.holdout": Float(above=0, below=1), "probe.steps": Int(1),
+    "probe.l2": Tuple(Float(above=0), what="a tuple of one or more penalties > 0"),
     "byol.hidden_dim": Int(1), "byol.proj_dim": Int(1), "byol.tau_base": Float(0.0, 1.0),
-    "byol.predictor_lr_mult": Float(above=0),
+    "byol.tau_schedule": Str(("constant", "cosine")), "byol.predictor_lr_mult": Float(above=0),
 }
 CLASSIFIER = {
     **SSL, "pretrained": PATH, "freeze_backbone": Bool(),
@@ -231,6 +233,8 @@ def _cross_checks(task: str, v: dict, prefix: str) -> None:
           f"scaling steps <= fine.num_iters={v['fine.num_iters']}")
   if "train.num_steps" in v and not (v["train.num_steps"] or v["train.num_epochs"]):
     _fail(prefix + "train.num_steps", 0, "> 0 when train.num_epochs is 0")
+  if v.get("probe.l2") == ():
+    _fail(prefix + "probe.l2", (), "a tuple of one or more penalties > 0")
   for key in ("augment.crop_scale", "augment.crop_ratio", "augment.blur_sigma"):
     if key in v and v[key][0] > v[key][1]:
       _fail(prefix + key, v[key], "(min, max) with min <= max")

@@ -23,7 +23,8 @@ CONFIG_FILE = "config.json"
 NEVER_BLOCK = ("mode", "preset", "render.", "eval.", "export.", "view.", "predict.", "log_every",
                "checkpoint_every", "keep_checkpoints", "time_budget_s", "preempt_at",
                "train.num_epochs", "train.num_steps", "coarse.num_iters", "fine.num_iters",
-               "data.num_threads", "data.num_workers", "knn.", "train.eval_every",
+               "data.num_threads", "data.num_workers", "knn.", "probe.", "train.eval_every",
+               "model.dtype",   # compute dtype only: parameters and checkpoints are float32 either way
                "train.eval_batch_size", "compare.presets", "settings")
 # Outside training, only what builds the saved model or preprocesses its inputs matters.
 MODEL_KEYS = {

@@ -23,15 +23,17 @@ TARGET_KEYS = ("backbone", "projector")
 
 
 class ProjectionHead(nn.Module):
-  """BYOL's projector / predictor: Linear(hidden) -> BN -> ReLU -> Linear(out)."""
+  """BYOL's projector / predictor: Linear(hidden) -> BN -> ReLU -> Linear(out), computed in `dtype`
+  (float32 parameters and BatchNorm statistics)."""
   hidden: int = 4096
   out: int = 256
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool = True):
-    x = nn.Dense(self.hidden)(x)
-    x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(x)
-    return nn.Dense(self.out)(nn.relu(x))
+    x = nn.Dense(self.hidden, dtype=self.dtype)(x)
+    x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype)(x)
+    return nn.Dense(self.out, dtype=self.dtype)(nn.relu(x))
 
 
 class BYOLNet(nn.Module):
@@ -41,8 +43,8 @@ class BYOLNet(nn.Module):
   out: int = 256
 
   def setup(self):
-    self.projector = ProjectionHead(self.hidden, self.out)
-    self.predictor = ProjectionHead(self.hidden, self.out)
+    self.projector = ProjectionHead(self.hidden, self.out, self.backbone.dtype)
+    self.predictor = ProjectionHead(self.hidden, self.out, self.backbone.dtype)
 
   def __call__(self, x, train: bool = True, predict: bool = True):
     z = self.projector(self.backbone(x, train=train), train=train)
@@ -64,12 +66,16 @@ def byol_loss(p1, p2, z1, z2):
   return jnp.mean(regression_loss(p1, z2) + regression_loss(p2, z1))
 
 
-def tau_schedule(tau_base: float, total_steps: int):
-  """tau(k) = 1 - (1 - tau_base) (cos(pi k / (K - 1)) + 1) / 2 for the k-th update, k = 0..K-1.
+def tau_schedule(tau_base: float, total_steps: int, kind: str = "cosine"):
+  """The target's EMA rate for the k-th update, k = 0..K-1.
 
-  The first update uses exactly `tau_base` and the last exactly 1. (Dividing by K instead, as several
-  implementations do, never reaches 1 because k stops at K - 1.)
+  `constant`: tau_base at every update (byol-pytorch's `moving_average_decay`, which the reference
+  report used). `cosine` (the BYOL paper): tau(k) = 1 - (1 - tau_base) (cos(pi k / (K - 1)) + 1) / 2,
+  so the first update uses exactly `tau_base` and the last exactly 1. (Dividing by K instead, as
+  several implementations do, never reaches 1 because k stops at K - 1.)
   """
+  if kind == "constant":
+    return lambda count: jnp.full((), tau_base, jnp.float32)
   denom = max(int(total_steps) - 1, 1)
 
   def tau(count):
@@ -121,16 +127,21 @@ def find_target(opt_state) -> EmaTargetState:
   return None
 
 
+def byol_net(config) -> BYOLNet:
+  return BYOLNet(resnet.from_config(config.model), config.byol.hidden_dim, config.byol.proj_dim)
+
+
 def build(config, steps: int, rng):
-  """(net, TrainState, lr schedule) for BYOL at step 0."""
-  net = BYOLNet(resnet.from_config(config.model), config.byol.hidden_dim, config.byol.proj_dim)
+  """(net, TrainState, lr schedule) for BYOL at step 0 (its backbone = pretrain.initial_backbone)."""
+  net = byol_net(config)
   variables = resnet.init_variables(net, config.augment.crop_size, rng)
   base, lr = optim.make_optimizer(config.optim, steps, config.train.batch_size)
   parts = [base]
   mult = float(config.byol.get("predictor_lr_mult", 1.0))
   if mult != 1.0:  # a faster predictor (DirectPred / SimSiam: the predictor should track the projector)
     parts.append(optax.masked(optax.scale(mult), lambda p: {k: k == "predictor" for k in p}))
-  tx = optax.chain(*parts, ema_target(tau_schedule(config.byol.tau_base, steps)))
+  tau = tau_schedule(config.byol.tau_base, steps, config.byol.get("tau_schedule", "cosine"))
+  tx = optax.chain(*parts, ema_target(tau))
   stats = variables["batch_stats"]
   state = TrainState.create(params=variables["params"], tx=tx, rng=jax.random.PRNGKey(config.seed),
                             model_state={"online": stats,

@@ -3,7 +3,8 @@
 `config.pretrained` names a pre-training workdir whose exported backbone initialises ours (empty = random
 init). Frozen (`config.freeze_backbone`): the backbone gets no gradient (its optimizer branch is
 `set_to_zero`) and runs BatchNorm in inference mode, so its params and statistics stay as loaded.
-Modes: train (writes `metrics.json` with `val_accuracy` in percent) and predict (CSV in, CSV out).
+Modes: train (writes `metrics.json` with `val_accuracy` in percent) and predict (a CSV or a folder of
+images in, a CSV out).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -27,20 +29,22 @@ from hw4_jax.ssl import augment, backbone_io, images, optim, pipeline, resnet, s
 
 
 class ClassifierHead(nn.Module):
-  """`layers` Linear layers (hidden width `hidden`), LeakyReLU + dropout between them."""
+  """`layers` Linear layers (hidden width `hidden`), LeakyReLU + dropout between them, computed in
+  `dtype` (float32 parameters; the logits are float32 for the loss)."""
   num_classes: int
   hidden: int = 256
   layers: int = 4
   dropout: float = 0.1
   slope: float = 0.2
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool = True):
     for _ in range(self.layers - 1):
-      x = nn.Dense(self.hidden)(x)
+      x = nn.Dense(self.hidden, dtype=self.dtype)(x)
       x = nn.leaky_relu(x, self.slope)
       x = nn.Dropout(self.dropout, deterministic=not train)(x)
-    return nn.Dense(self.num_classes)(x)
+    return nn.Dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)
 
 
 class ClassifierNet(nn.Module):
@@ -59,7 +63,8 @@ def build(config, num_classes: int, steps: int):
   """(net, TrainState, lr) with the pre-trained backbone loaded when config.pretrained is set."""
   backbone = resnet.from_config(config.model)
   h = config.head
-  net = ClassifierNet(backbone, ClassifierHead(num_classes, h.hidden, h.layers, h.dropout, h.slope),
+  net = ClassifierNet(backbone, ClassifierHead(num_classes, h.hidden, h.layers, h.dropout, h.slope,
+                                               backbone.dtype),
                       frozen=bool(config.freeze_backbone))
   variables = resnet.init_variables(net, config.augment.crop_size, jax.random.PRNGKey(config.seed))
   params, stats = dict(variables["params"]), dict(variables["batch_stats"])
@@ -102,6 +107,7 @@ def predict_indices(logits_fn, state, source, mesh, batch_size: int, num_threads
 
 def train(config, workdir: str) -> dict:
   """MODES['train']: fine-tune on data.train_*, score on data.val_*, write metrics.json."""
+  images.check_inputs(config.data, "config.data")
   os.makedirs(workdir, exist_ok=True)
   mesh = mesh_lib.make_mesh()
   data = pipeline.resolve_data(config.data, workdir)
@@ -113,12 +119,12 @@ def train(config, workdir: str) -> dict:
   state = mesh_lib.replicate(state, mesh)
   vocab_path = os.path.join(workdir, "vocab.json")
   if os.path.isfile(vocab_path) and images.load_vocab(vocab_path) != list(train_src.vocab):
-    raise UserError(f"{train_src.csv_path}: its labels ({len(train_src.vocab)} classes) are not the "
+    raise UserError(f"{train_src.where}: its labels ({len(train_src.vocab)} classes) are not the "
                     f"ones this workdir was trained with ({vocab_path}); use another --workdir")
   images.save_vocab(vocab_path, train_src.vocab)
   logits_fn = make_logits_fn(net, mesh, config.augment.crop_size)
 
-  def eval_fn(s):
+  def eval_fn(s, step, final):
     pred = predict_indices(logits_fn, s, val_src, mesh, config.train.eval_batch_size,
                            data.num_threads)
     return {"val_accuracy": 100.0 * float(np.mean(pred == val_src.labels))}
@@ -147,17 +153,30 @@ def train(config, workdir: str) -> dict:
 
 
 def predict(config, workdir: str) -> str:
-  """MODES['predict']: label config.predict.csv's images with the model trained in `workdir`."""
+  """MODES['predict']: label the images of config.predict.csv (`id,filename,label` out), or with an
+  empty `predict.csv` every image in `predict.image_dir` (`filename,label` out, the filename relative
+  to that folder), with the model trained in `workdir`."""
   p = config.predict
-  if not p.csv or not p.image_dir or not p.output_csv:
-    raise UserError("mode=predict needs config.predict.csv, .image_dir and .output_csv")
+  if not p.image_dir or not p.output_csv:
+    raise UserError("mode=predict needs config.predict.image_dir and .output_csv (and "
+                    "config.predict.csv, or '' to label every image in the folder)")
+  if p.csv and not os.path.isfile(p.csv):
+    raise UserError(f"config.predict.csv={p.csv}: no such file")
+  if not os.path.isdir(p.image_dir):
+    raise UserError(f"config.predict.image_dir={p.image_dir}: no such folder")
   ckpt = Checkpointer(os.path.join(workdir, "ckpt"), every=1)
   if ckpt.latest_step() is None:
     raise UserError(f"{workdir}: no checkpoint to predict with (train first)")
   vocab = images.load_vocab(os.path.join(workdir, "vocab.json"))
   mesh = mesh_lib.make_mesh()
-  source = images.CsvImageSource(p.csv, p.image_dir, config.data.image_size, vocab,
-                                 need_label=False)
+  if p.csv:
+    source = images.CsvImageSource(p.csv, p.image_dir, config.data.image_size, vocab,
+                                   need_label=False)
+    header, rows = ["id", "filename", "label"], [[r.id, r.filename] for r in source.rows]
+  else:
+    source = images.FolderImageSource(p.image_dir, config.data.image_size, vocab, need_label=False,
+                                      where="config.predict.image_dir")
+    header, rows = ["filename", "label"], [[f.replace(os.sep, "/")] for f in source.files]
   net, state, _ = build(_without_pretrained(config), len(vocab), 1)
   state, extra = ckpt.restore_or(mesh_lib.replicate(state, mesh), {})
   ckpt.close()
@@ -166,9 +185,9 @@ def predict(config, workdir: str) -> str:
   pred = predict_indices(logits_fn, state, source, mesh, p.batch_size, config.data.num_threads)
   buf = io.StringIO()
   w = csv.writer(buf, lineterminator="\n")
-  w.writerow(["id", "filename", "label"])
-  for row, k in zip(source.rows, pred):
-    w.writerow([row.id, row.filename, vocab[int(k)]])
+  w.writerow(header)
+  for row, k in zip(rows, pred):
+    w.writerow(row + [vocab[int(k)]])
   files.write_text(p.output_csv, buf.getvalue())
   print(f"[classifier] wrote {len(pred)} predictions to {p.output_csv}", flush=True)
   return p.output_csv

@@ -1,9 +1,12 @@
-"""Labeled image sets: CSV + flat folder (the course layout), a tfds source, and the generated demo set.
+"""Image sets: CSV + flat folder (the course layout), image folders (one sub-folder per class, as
+torchvision's ImageFolder, or a flat folder of unlabelled images), and a tfds source.
 
 A dataset here is a grain random-access source whose records are `{'image': uint8 HxWx3, 'label': int32,
-'index': int32}`; images are decoded with pillow and resized to the config size on the host, everything
-else (augmentation, normalisation) happens on device inside the jitted step. Bad input (empty CSV,
-missing column, unknown label, missing or corrupt image) raises one `UserError` naming file and row.
+'index': int32}`; images (JPEG or PNG, any size and mode: greyscale, CMYK, RGBA are converted to RGB)
+are decoded with pillow and resized to the config size on the host, everything else (augmentation,
+normalisation) happens on device inside the jitted step. `where` names a source in messages. Bad input
+(empty CSV, missing column, unknown label, missing or corrupt image, a folder without images or labels)
+raises one `UserError` naming the file and row, or the folder and the config key.
 """
 
 from __future__ import annotations
@@ -132,6 +135,7 @@ class CsvImageSource:
   def __init__(self, csv_path: str, image_dir: str, size: int, vocab: Sequence[str] | None = None,
                *, need_label: bool = True, check_files: bool = True):
     self.csv_path, self.image_dir, self.size = csv_path, image_dir, size
+    self.where = csv_path
     self.rows = read_csv(csv_path, need_label=need_label)
     if not os.path.isdir(image_dir):
       raise UserError(f"{image_dir}: no such image folder (for {csv_path})")
@@ -167,7 +171,7 @@ class TfdsImageSource:
       first = (str(e).strip().splitlines() or [""])[0]   # (tfds appends a list of every dataset)
       raise UserError(f"tfds:{name} split {split!r}: cannot open ({type(e).__name__}: "
                       f"{first[:200]})") from None
-    self.csv_path, self.size = f"tfds:{name}[{split}]", size
+    self.where, self.size = f"tfds:{name}[{split}]", size
     names = list(info.features["label"].names)
     self.vocab = list(vocab) if vocab is not None else names
     if self.vocab != names:
@@ -191,14 +195,102 @@ class TfdsImageSource:
     return np.asarray([int(self._src[i]["label"]) for i in range(len(self))], np.int32)
 
 
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+
+
+def _image_files(folder: str) -> list[str]:
+  """Every JPEG / PNG under `folder` (recursively, hidden names skipped), relative, sorted."""
+  found = []
+  for root, dirs, names in os.walk(folder, followlinks=True):
+    dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+    rel = os.path.relpath(root, folder)
+    found += [os.path.normpath(os.path.join(rel, n)) for n in names
+              if not n.startswith(".") and n.lower().endswith(IMAGE_EXTENSIONS)]
+  return sorted(found)
+
+
+class FolderImageSource:
+  """grain random-access source over an image folder: one sub-folder per class (labels = the sorted
+  folder names, torchvision's ImageFolder) or, with `need_label=False`, any folder of images (a flat
+  one is unlabelled: every label is 0). `files` are relative to `folder`; `where` is the config key."""
+
+  def __init__(self, folder: str, size: int, vocab: Sequence[str] | None = None, *,
+               need_label: bool = True, where: str = ""):
+    self.folder, self.size = folder, size
+    self.where = f"{where}={folder}" if where else folder
+    if not os.path.isdir(folder):
+      raise UserError(f"{self.where}: no such image folder")
+    self.files = _image_files(folder)
+    if not self.files:
+      raise UserError(f"{self.where}: no JPEG or PNG images in this folder")
+    classes = sorted({f.split(os.sep)[0] for f in self.files if os.sep in f})
+    loose = [f for f in self.files if os.sep not in f]
+    if need_label:
+      if loose or not classes:
+        raise UserError(f"{self.where}: {len(loose)} image(s) directly in the folder (e.g. "
+                        f"{loose[0]}): labelled images go in one sub-folder per class (the "
+                        "ImageFolder layout), or use a CSV id,filename,label")
+      empty = [d for d in sorted(os.listdir(folder)) if os.path.isdir(os.path.join(folder, d))
+               and not d.startswith(".") and d not in classes]
+      if empty:
+        raise UserError(f"{self.where}: class folder {empty[0]!r} holds no JPEG or PNG images")
+      self.vocab = list(vocab) if vocab is not None else classes
+      unknown = [c for c in classes if c not in self.vocab]
+      if unknown:
+        raise UserError(f"{self.where}: class folder {unknown[0]!r} is not in the training "
+                        f"vocabulary ({len(self.vocab)} classes)")
+      index = {name: i for i, name in enumerate(self.vocab)}
+      self.labels = np.asarray([index[f.split(os.sep)[0]] for f in self.files], np.int32)
+    else:
+      self.vocab = list(vocab) if vocab is not None else classes
+      self.labels = np.zeros(len(self.files), np.int32)
+
+  def __len__(self) -> int:
+    return len(self.files)
+
+  def __getitem__(self, i: int) -> dict:
+    image = load_image(os.path.join(self.folder, self.files[i]), self.size, self.where)
+    return {"image": image, "label": self.labels[i], "index": np.int32(i)}
+
+
+def has_images(data) -> bool:
+  """Whether a `config.data`-like block names a set (a source, a CSV or a folder): an empty `knn`
+  block turns the monitor off."""
+  return bool(data.get("source", "") or data.get("train_csv", "") or data.get("train_dir", ""))
+
+
+def check_inputs(data, prefix: str, splits=("train", "val")) -> None:
+  """Before any work: every CSV and folder a `config.data`-like block names exists (one UserError
+  naming the key and the path: presets that read ../shared/data fail here on another machine)."""
+  if str(data.get("source", "") or ""):
+    return   # demo (generated) and tfds (checked when opened)
+  for split in splits:
+    for key, exists, what in ((f"{split}_csv", os.path.isfile, "file"),
+                              (f"{split}_dir", os.path.isdir, "folder")):
+      path = str(data.get(key, "") or "")
+      if path and not exists(path):
+        hint = ""
+        if "shared/data" in path.replace(os.sep, "/"):
+          hint = (" (this preset reads the workplace's real data in ../shared/data: point "
+                  f"{prefix}.{key} at your copy" + (
+                      f", or set {prefix}.{key}='' and {prefix}.{split}_dir to an image folder)"
+                      if key.endswith("_csv") else ")"))
+        raise UserError(f"{prefix}.{key}={path}: no such {what}{hint}")
+
+
 def open_source(data, split: str, size: int, vocab: Sequence[str] | None = None, *,
-                need_label: bool = True):
-  """The source named by a `config.data`-like ConfigDict for split 'train' or 'val'."""
+                need_label: bool = True, prefix: str = "config.data"):
+  """The source named by a `config.data`-like ConfigDict for split 'train' or 'val': tfds, a CSV
+  and its folder, or (empty CSV key) an image folder."""
   source = str(data.get("source", "") or "")
   if source.startswith("tfds:"):
     return TfdsImageSource(source[len("tfds:"):], split, size, data.get("tfds_data_dir", None),
                            vocab)
   csv_path, image_dir = data[f"{split}_csv"], data[f"{split}_dir"]
-  if not csv_path:
-    raise UserError(f"config.data.{split}_csv is empty")
-  return CsvImageSource(csv_path, image_dir, size, vocab, need_label=need_label)
+  if csv_path:
+    return CsvImageSource(csv_path, image_dir, size, vocab, need_label=need_label)
+  if image_dir:
+    return FolderImageSource(image_dir, size, vocab, need_label=need_label,
+                             where=f"{prefix}.{split}_dir")
+  raise UserError(f"{prefix}.{split}_csv and {prefix}.{split}_dir are empty: give a CSV and its "
+                  "folder, or a folder of images")

@@ -56,7 +56,7 @@ def steps_per_epoch(source, global_batch: int) -> int:
   """Whole global batches per epoch (the remainder of each epoch is dropped), on any process count."""
   n = len(source) // global_batch
   if n == 0:
-    where = getattr(source, "csv_path", type(source).__name__)
+    where = getattr(source, "where", type(source).__name__)
     raise UserError(f"{where}: {len(source)} examples are fewer than one batch of {global_batch}")
   return n
 

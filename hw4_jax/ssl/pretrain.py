@@ -2,9 +2,10 @@
 
 Both loops: grain batches of uint8 images -> sharded over the mesh -> one jitted step that augments on
 device, runs the network and updates the TrainState (BatchNorm statistics in `model_state`; BYOL's EMA
-target inside the optax state). A kNN monitor on a labeled set (config.knn) is logged during training
-and its last value lands in `DIR/metrics.json` as `knn_accuracy`. At the end the backbone is exported
-(`backbone_io`) for the classifier.
+target inside the optax state). With a labelled set in `config.knn`, the kNN and linear-probe monitor
+(`monitor.py`) is logged during training and its last values land in `DIR/metrics.json`
+(`knn_accuracy`, `linear_probe_accuracy`). At the end the backbone is exported (`backbone_io`) for
+the classifier. `mode=eval` scores the exported backbone (or the run's initial one) the same way.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from hw4_jax.core import files
 from hw4_jax.core import mesh as mesh_lib
 from hw4_jax.core.errors import UserError
 from hw4_jax.core.state import TrainState
-from hw4_jax.ssl import (augment, backbone_io, byol, images, knn, optim, pipeline, resnet,
+from hw4_jax.ssl import (augment, backbone_io, byol, images, monitor, optim, pipeline, resnet,
                          supervised, training)
 
 
@@ -31,9 +32,13 @@ def write_augment_grid(workdir: str, aug_cfg, images_uint8, seed: int = 0, count
                  augment.pair_grid(fn(k1, x), fn(k2, x)))
 
 
+def supervised_net(config, num_classes: int):
+  return supervised.LinearClassifierNet(resnet.from_config(config.model), num_classes)
+
+
 def build_supervised(config, steps: int, num_classes: int, rng):
   """(net, TrainState, lr schedule) for supervised pre-training at step 0."""
-  net = supervised.LinearClassifierNet(resnet.from_config(config.model), num_classes)
+  net = supervised_net(config, num_classes)
   variables = resnet.init_variables(net, config.augment.crop_size, rng)
   tx, lr = optim.make_optimizer(config.optim, steps, config.train.batch_size)
   state = TrainState.create(params=variables["params"], tx=tx, rng=jax.random.PRNGKey(config.seed),
@@ -47,11 +52,19 @@ def backbone_variables(state) -> dict:
   return {"params": state.params["backbone"], "batch_stats": stats["backbone"]}
 
 
+def _history(evals, key: str) -> list:
+  return [[s, v[key]] for s, v in evals if key in v]
+
+
 def train(config, workdir: str) -> dict:
   """MODES['train']: pre-train (BYOL or supervised per config.task), export the backbone."""
   task = config.task
   if task not in ("byol", "supervised"):
     raise UserError(f"config.task={task!r}: pre-training handles 'byol' or 'supervised'")
+  images.check_inputs(config.data, "config.data", ("train",))
+  monitoring = images.has_images(config.knn)
+  if monitoring:
+    images.check_inputs(config.knn, "config.knn")
   os.makedirs(workdir, exist_ok=True)
   mesh = mesh_lib.make_mesh()
   data = pipeline.resolve_data(config.data, workdir)
@@ -66,21 +79,24 @@ def train(config, workdir: str) -> dict:
     net, state, lr = build_supervised(config, steps, len(source.vocab), rng)
     step_fn = supervised.step_fn(net, config.augment, lr)
   state = mesh_lib.replicate(state, mesh)
-  monitor = None
-  if config.knn.train_csv or config.knn.get("source", ""):
-    monitor = knn.KnnMonitor(config.knn, mesh, config.augment.crop_size, config.model, workdir)
-  eval_fn = (lambda s: {"knn_accuracy": monitor(backbone_variables(s))}) if monitor else None
+  evaluator = monitor.FrozenEval(config, mesh, workdir) if monitoring else None
+
+  def eval_fn(s, step, final):
+    run_knn, run_probe = evaluator.due(step, final)
+    return evaluator(backbone_variables(s), run_knn=run_knn, run_probe=run_probe)
+
   train_iter = pipeline.train_iterator(source, config.train.batch_size, seed=config.seed,
                                        num_threads=config.data.num_threads,
                                        num_workers=config.data.num_workers)
   extra = {"vocab": list(source.vocab)} if task == "supervised" else {}
-  print(f"[{task}] {len(source)} images from {source.csv_path}, {per_epoch} steps/epoch, "
+  print(f"[{task}] {len(source)} images from {source.where}, {per_epoch} steps/epoch, "
         f"{steps} steps, batch {config.train.batch_size}, {config.model.backbone} at "
-        f"{config.augment.crop_size}px on {len(mesh.devices.flat)} device(s)", flush=True)
+        f"{config.augment.crop_size}px in {resnet.compute_dtype(config.model.dtype)} on "
+        f"{len(mesh.devices.flat)} device(s)", flush=True)
   state, summary = training.run(
       config, workdir=workdir, name=task, state=state, step_fn=step_fn, mesh=mesh,
       train_iter=train_iter, total=steps, ckpt_dir=os.path.join(workdir, "ckpt"), extra=extra,
-      eval_fn=eval_fn, eval_every=config.knn.every,
+      eval_fn=eval_fn if evaluator else None, eval_every=monitor.cadence(config),
       on_first_batch=lambda s, b: write_augment_grid(workdir, config.augment, b["image"],
                                                      config.seed))
   host = mesh_lib.to_host(backbone_variables(state))
@@ -92,32 +108,56 @@ def train(config, workdir: str) -> dict:
              **{f"final_{k}": v for k, v in summary.get("final", {}).items()}}
   if "images_per_s" in summary:
     metrics["images_per_s"] = summary["images_per_s"]
-  if summary["evals"]:
-    metrics["knn_accuracy"] = summary["evals"][-1][1]["knn_accuracy"]
-    metrics["knn_history"] = [[s, v["knn_accuracy"]] for s, v in summary["evals"]]
+  for key, history in (("knn_accuracy", "knn_history"), ("linear_probe_accuracy", "probe_history")):
+    if _history(summary["evals"], key):
+      metrics[history] = _history(summary["evals"], key)
+      metrics[key] = metrics[history][-1][1]
   files.write_json(os.path.join(workdir, "metrics.json"), metrics)
   return metrics
 
 
-def random_backbone(config, seed: int | None = None) -> dict:
-  """A freshly initialised backbone's variables (the random-init kNN baseline)."""
+def initial_backbone(config, seed: int | None = None) -> dict:
+  """The backbone's variables at step 0 of the run `config` describes with seed `seed` (default
+  `config.seed`): the paired random-init baseline, bit for bit the weights that run started from.
+
+  Flax folds each submodule's name into its key, so a bare backbone initialised from the same key
+  would get other weights: the task's whole network is initialised (as `byol.build` /
+  `build_supervised` do) and its backbone taken."""
   key = jax.random.PRNGKey(config.seed if seed is None else seed)
-  return resnet.init_variables(resnet.from_config(config.model), config.augment.crop_size, key)
+  if config.task == "byol":
+    net = byol.byol_net(config)
+  else:   # supervised: the class count only shapes the linear layer, not the backbone
+    net = supervised_net(config, 2)
+  variables = resnet.init_variables(net, config.augment.crop_size, key)
+  return {"params": variables["params"]["backbone"],
+          "batch_stats": variables["batch_stats"]["backbone"]}
 
 
 def evaluate(config, workdir: str) -> dict:
-  """MODES['eval']: kNN accuracy of the exported backbone in `workdir` (random init if none)."""
+  """MODES['eval']: kNN and linear-probe accuracy of the exported backbone in `workdir` (of the run's
+  initial backbone when there is none), printed and merged into `DIR/metrics.json`."""
+  if not images.has_images(config.knn):
+    raise UserError("mode=eval scores the backbone on a labelled set, and config.knn names none: "
+                    "set config.knn.train_dir and config.knn.val_dir (one sub-folder per class), "
+                    "or config.knn.train_csv / val_csv with their folders, or config.knn.source")
+  images.check_inputs(config.knn, "config.knn")
   mesh = mesh_lib.make_mesh()
-  monitor = knn.KnnMonitor(config.knn, mesh, config.augment.crop_size, config.model, workdir)
+  evaluator = monitor.FrozenEval(config, mesh, workdir)
   if os.path.isfile(os.path.join(workdir, "backbone.msgpack")):
     meta, variables = backbone_io.load(workdir)
     backbone_io.check_compatible(meta, config.model, workdir)
+    scored = "backbone.msgpack"
   else:
-    variables = random_backbone(config)
-  acc = monitor(mesh_lib.replicate(variables, mesh))
-  print(f"[{config.task}] knn_accuracy={acc:.2f}", flush=True)
-  files.write_json(os.path.join(workdir, "knn.json"), {"knn_accuracy": acc})
-  return {"knn_accuracy": acc}
+    variables, scored = initial_backbone(config), f"random init (seed {config.seed})"
+  scores = evaluator(mesh_lib.replicate(variables, mesh))
+  print(f"[{config.task}] {scored}: knn_accuracy={scores['knn_accuracy']:.2f} "
+        f"linear_probe_accuracy={scores['linear_probe_accuracy']:.2f} "
+        f"(l2 {scores['linear_probe_l2']:g})", flush=True)
+  path = os.path.join(workdir, "metrics.json")
+  metrics = files.read_json_object(path, "metrics") if os.path.isfile(path) else {}
+  metrics.update(scores, eval_backbone=scored)
+  files.write_json(path, metrics)
+  return metrics
 
 
 MODES = {"train": train, "eval": evaluate}

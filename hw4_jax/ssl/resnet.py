@@ -3,7 +3,9 @@
 `ResNet(num_classes=None)` returns the global-average-pooled features (512 for ResNet-18, 2048 for
 ResNet-50), which is what BYOL and the classifier put their heads on; `num_classes=1000` adds the fc
 layer and gives torchvision's 25,557,032 parameters for ResNet-50. `dtype=jnp.bfloat16` computes in
-bf16 while parameters (and BatchNorm statistics) stay float32. `conv` is the convolution module
+bf16 while parameters, BatchNorm statistics (flax reduces them in float32) and the pooled features stay
+float32: the mixed precision of the reference's fp16 AMP, in the format that needs no loss scaling.
+`config.model.dtype='auto'` is bfloat16 on GPU/TPU and float32 on CPU (`compute_dtype`). `conv` is the convolution module
 (`hw4_jax.ssl.conv.conv_module`: on CPU, wide layers run as matmuls; the parameters are the same), and
 `pool` the stem's max pool (on CPU, `hw4_jax.ssl.pool`'s, whose gradient XLA fuses).
 """
@@ -97,13 +99,23 @@ class ResNet(nn.Module):
 ARCHS = {"resnet18": ([2, 2, 2, 2], BasicBlock, 1), "resnet50": ([3, 4, 6, 3], Bottleneck, 4)}
 
 
-def make_backbone(name: str, *, width: int = 64, dtype: str = "float32",
+def compute_dtype(dtype: str = "auto") -> str:
+  """`config.model.dtype` resolved: 'auto' is bfloat16 where the hardware computes it fast (GPU,
+  TPU) and float32 on CPU (XLA:CPU emulates bf16 matmuls: slower than float32)."""
+  if dtype == "auto":
+    return "float32" if jax.default_backend() == "cpu" else "bfloat16"
+  if dtype not in ("float32", "bfloat16"):
+    raise UserError(f"config.model.dtype={dtype!r}: expected 'auto', 'float32' or 'bfloat16'")
+  return dtype
+
+
+def make_backbone(name: str, *, width: int = 64, dtype: str = "auto",
                   num_classes: int | None = None, conv: str = "auto") -> ResNet:
   if name not in ARCHS:
     raise UserError(f"config.model.backbone={name!r}: expected one of {sorted(ARCHS)}")
   stages, block, _ = ARCHS[name]
   return ResNet(stages, block, width=width, num_classes=num_classes,
-                dtype={"float32": jnp.float32, "bfloat16": jnp.bfloat16}[dtype],
+                dtype={"float32": jnp.float32, "bfloat16": jnp.bfloat16}[compute_dtype(dtype)],
                 conv=conv_lib.conv_module(conv),
                 pool=pool_lib.max_pool_3x3_s2 if conv_lib.use_cpu_kernels(conv) else None)
 

@@ -12,13 +12,14 @@ from hw4_jax.ssl import augment
 
 
 class LinearClassifierNet(nn.Module):
-  """Backbone + one linear layer (setting B's pre-training)."""
+  """Backbone + one linear layer (setting B's pre-training), float32 logits."""
   backbone: nn.Module
   num_classes: int
 
   @nn.compact
   def __call__(self, x, train: bool = True):
-    return nn.Dense(self.num_classes, name="fc")(self.backbone(x, train=train))
+    return nn.Dense(self.num_classes, name="fc", dtype=self.backbone.dtype)(
+        self.backbone(x, train=train)).astype(jnp.float32)
 
 
 def step_fn(net, aug_cfg, lr, frozen: bool = False):

@@ -29,8 +29,8 @@ def run(config, *, workdir: str, name: str, state, step_fn: Callable, mesh, trai
         eval_every: int = 0, on_first_batch: Callable | None = None):
   """Runs `step_fn` until `total` steps (or a stop); returns (state, summary dict).
 
-  `eval_fn(state) -> dict of scalars` runs every `eval_every` steps and at the end; its history is
-  returned in `summary['evals']` as (step, scalars) pairs.
+  `eval_fn(state, step, final) -> dict of scalars` runs every `eval_every` steps and at the end
+  (`final`); its history is returned in `summary['evals']` as (step, scalars) pairs.
   """
   extra = dict(extra or {})
   with Loop(config, workdir, name, total, ckpt_dir) as loop:
@@ -43,8 +43,8 @@ def run(config, *, workdir: str, name: str, state, step_fn: Callable, mesh, trai
     t_steady, images_steady = None, 0
     save_extra = lambda: {**extra, "data_iter": train_iter.get_state()}
 
-    def evaluate(at):
-      scalars = eval_fn(state)
+    def evaluate(at, final=False):
+      scalars = eval_fn(state, at, final)
       loop.logger.scalars(at, scalars)
       print(f"[{name}] eval at step {at}: " + " ".join(f"{k}={v:.4g}" for k, v in scalars.items()),
             flush=True)
@@ -73,7 +73,7 @@ def run(config, *, workdir: str, name: str, state, step_fn: Callable, mesh, trai
         break
     loop.finish(step, state, save_extra)
     if eval_fn is not None and (not evals or evals[-1][0] != step):
-      evaluate(step)
+      evaluate(step, final=True)
     summary = {"steps": step, "total_steps": total, "stopped_early": loop.stopped_early,
                "evals": evals, "wall_s": loop.elapsed()}
     if metrics:

@@ -52,6 +52,17 @@ def pretrain_dirs(config, workdir: str) -> dict:
   return dirs
 
 
+def check_inputs(config, needed) -> None:
+  """Every data path of the parts this sweep will run, before the first of them starts."""
+  from hw4_jax.ssl import images
+  for kind in ("byol", "supervised"):
+    if needed and not config.get(f"{kind}_workdir", ""):
+      images.check_inputs(config[kind].data, f"config.{kind}.data", ("train",))
+      if images.has_images(config[kind].knn):
+        images.check_inputs(config[kind].knn, f"config.{kind}.knn")
+  images.check_inputs(config.classifier.data, "config.classifier.data")
+
+
 def setting_config(config, letter: str, dirs: dict):
   pre, frozen = SETTINGS[letter]
   c = config.classifier.copy_and_resolve_references()
@@ -103,6 +114,7 @@ def run(config, workdir: str) -> dict:
   if bad:
     raise UserError(f"config.settings={config.settings!r}: unknown setting(s) {bad}")
   needed = {SETTINGS[s][0] for s in letters} - {"none"}
+  check_inputs(config, needed)
   dirs = pretrain_dirs(config, workdir) if needed else {}
   results, histories = {}, {}
   for letter in letters:

@@ -112,3 +112,32 @@ def test_pretrained_backbone_is_loaded(tmp_path):
   from hw4_jax.core.errors import UserError
   with pytest.raises(UserError, match="width"):
     classifier.build(k, 4, 4)
+
+
+def test_predict_folder(trained, tmp_path):
+  """`predict.csv=''` labels every image under `predict.image_dir` (sub-folders too) and writes
+  `filename,label`, the filename relative to the folder: the same labels as the CSV route."""
+  import shutil
+  c, workdir, metrics = trained
+  data = demo.make_demo_set(c.data.demo_dir, size=int(c.data.image_size))
+  with open(data["val_csv"]) as f:
+    rows = list(csv.DictReader(f))
+  folder = tmp_path / "photos"
+  (folder / "more").mkdir(parents=True)
+  names = {}
+  for i, r in enumerate(rows):
+    rel = f"more/{r['filename']}" if i % 2 else r["filename"]
+    shutil.copy(os.path.join(data["val_dir"], r["filename"]), folder / rel)
+    names[rel] = r["label"]
+  p = c.copy_and_resolve_references()
+  p.mode = "predict"
+  p.predict.csv, p.predict.image_dir = "", str(folder)
+  p.predict.output_csv = str(tmp_path / "out.csv")
+  classifier.predict(p, workdir)
+  with open(tmp_path / "out.csv") as f:
+    assert f.readline().strip() == "filename,label"
+    f.seek(0)
+    out = list(csv.DictReader(f))
+  assert sorted(r["filename"] for r in out) == sorted(names)
+  acc = 100.0 * np.mean([r["label"] == names[r["filename"]] for r in out])
+  np.testing.assert_allclose(acc, metrics["val_accuracy"], atol=1e-6)

@@ -178,3 +178,150 @@ def test_csv_encodings_and_paths_outside_the_folder(tmp_path):
     with pytest.raises(UserError, match=r"p\.csv: row 2: filename .* is not a path inside"):
       images.read_csv(_write(tmp_path / "p.csv", f"id,filename,label\n0,{name},a\n"))
   assert images.read_csv(_write(tmp_path / "ok.csv", "id,filename,label\n0,sub/../a.jpg,a\n"))
+
+
+def _folder_set(root, layout):
+  """Tiny image folders: {relative path: (mode, size)}; every image a flat colour."""
+  from PIL import Image
+  for rel, (mode, size) in layout.items():
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    colour = {"L": 128, "RGBA": (200, 10, 10, 128), "CMYK": (0, 255, 255, 0), "P": 3}.get(mode,
+                                                                                        (10, 200, 10))
+    Image.new(mode, size, colour).save(path, "JPEG" if rel.lower().endswith((".jpg", ".jpeg"))
+                                       else "PNG")
+  return str(root)
+
+
+def test_class_folders_are_labelled_by_sorted_folder_names(tmp_path):
+  """The ImageFolder layout: labels = sorted sub-folder names; any size and mode becomes RGB."""
+  root = _folder_set(tmp_path / "train", {
+      "tulip/a.jpg": ("RGB", (30, 20)), "tulip/sub/b.png": ("RGBA", (8, 8)),
+      "daisy/c.JPG": ("L", (16, 16)), "daisy/d.jpeg": ("CMYK", (12, 40)),
+      "rose/e.png": ("P", (9, 9))})
+  (tmp_path / "train" / "notes.txt").write_text("not an image")           # ignored
+  (tmp_path / "train" / "daisy" / ".hidden.jpg").write_text("skipped")   # hidden: skipped
+  src = images.FolderImageSource(root, 24)
+  assert src.vocab == ["daisy", "rose", "tulip"] and len(src) == 5
+  assert src.files == ["daisy/c.JPG", "daisy/d.jpeg", "rose/e.png", "tulip/a.jpg", "tulip/sub/b.png"]
+  assert src.labels.tolist() == [0, 0, 1, 2, 2]
+  for i in range(len(src)):
+    rec = src[i]
+    assert rec["image"].shape == (24, 24, 3) and rec["image"].dtype == np.uint8
+    assert int(rec["label"]) == src.labels[i]
+  assert np.abs(src[4]["image"].astype(int) - [200, 10, 10]).max() <= 2   # RGBA: alpha dropped
+  assert np.ptp(src[0]["image"][..., :3].astype(int), axis=-1).max() <= 1   # greyscale: R = G = B
+  val = images.FolderImageSource(_folder_set(tmp_path / "val", {"rose/x.png": ("RGB", (5, 5))}), 24,
+                                 vocab=src.vocab)
+  assert val.labels.tolist() == [1]
+
+
+def test_open_source_picks_the_layout(tmp_path):
+  import ml_collections
+  _folder_set(tmp_path / "flat", {"a.png": ("RGB", (8, 8)), "b.jpg": ("RGB", (8, 8))})
+  _folder_set(tmp_path / "classes", {"x/a.png": ("RGB", (8, 8)), "y/b.png": ("RGB", (8, 8))})
+  data = ml_collections.ConfigDict(dict(source="", train_csv="", train_dir=str(tmp_path / "flat"),
+                                        val_csv="", val_dir=str(tmp_path / "classes")))
+  flat = images.open_source(data, "train", 16, need_label=False)   # BYOL: unlabelled images
+  assert isinstance(flat, images.FolderImageSource) and len(flat) == 2
+  assert flat.labels.tolist() == [0, 0]
+  labelled = images.open_source(data, "val", 16)
+  assert labelled.vocab == ["x", "y"]
+  with pytest.raises(UserError, match=r"config\.data\.train_dir=.*flat: 2 image\(s\) directly in "
+                                      r"the folder .*one sub-folder per class"):
+    images.open_source(data, "train", 16)   # the classifier needs labels
+  data.train_dir = ""
+  with pytest.raises(UserError, match=r"config\.data\.train_csv and config\.data\.train_dir are "
+                                      "empty"):
+    images.open_source(data, "train", 16)
+
+
+@pytest.mark.parametrize("layout, extra, message", [
+    ({}, None, r"config\.data\.train_dir=\S+: no JPEG or PNG images"),
+    ({"a/x.png": ("RGB", (4, 4))}, "b", r"class folder 'b' holds no JPEG or PNG images"),
+    ({"a/x.png": ("RGB", (4, 4)), "y.png": ("RGB", (4, 4))}, None,
+     r"1 image\(s\) directly in the folder \(e\.g\. y\.png\)"),
+])
+def test_bad_image_folders(tmp_path, layout, extra, message):
+  root = tmp_path / "imgs"
+  root.mkdir()
+  _folder_set(root, layout)
+  if extra:
+    (root / extra).mkdir()
+  with pytest.raises(UserError, match=message):
+    images.FolderImageSource(str(root), 8, where="config.data.train_dir")
+
+
+def test_unknown_class_folder_and_corrupt_image(tmp_path):
+  root = _folder_set(tmp_path / "val", {"hexagon/x.png": ("RGB", (4, 4))})
+  with pytest.raises(UserError, match=r"config\.data\.val_dir=\S+: class folder 'hexagon' is not in "
+                                      r"the training vocabulary \(2 classes\)"):
+    images.FolderImageSource(root, 8, vocab=["a", "b"], where="config.data.val_dir")
+  (tmp_path / "val" / "hexagon" / "bad.jpg").write_text("not a jpeg")
+  src = images.FolderImageSource(root, 8, where="config.data.val_dir")
+  with pytest.raises(UserError, match=r"config\.data\.val_dir=\S+: image \S+bad\.jpg cannot be "
+                                      "decoded"):
+    src[0]
+
+
+def test_missing_inputs_name_the_key_before_any_work(tmp_path):
+  """Presets that read ../shared/data fail on another machine with the key to set; the kNN /
+  linear-probe monitor is off unless its set is given."""
+  import ml_collections
+  from tests.helpers import load_config
+  for preset in ("default", "cpu"):
+    c = load_config("classifier", preset)
+    c.data.train_csv = "../shared/data_not_here/flowers/train.csv"
+    with pytest.raises(UserError, match=r"^config\.data\.train_csv=\.\./shared/data_not_here/flowers/"
+                                        r"train\.csv: no such file \(this preset reads the "
+                                        r"workplace's real data .* or set config\.data\.train_csv="
+                                        r"'' and config\.data\.train_dir to an image folder\)$"):
+      images.check_inputs(c.data, "config.data")
+    assert not images.has_images(load_config("byol", preset).knn)   # no monitor by default
+  assert images.has_images(load_config("byol", "demo").knn)
+  d = ml_collections.ConfigDict(dict(source="", train_csv="", train_dir=str(tmp_path / "nope"),
+                                     val_csv="", val_dir=""))
+  with pytest.raises(UserError, match=r"^config\.knn\.train_dir=\S+nope: no such folder$"):
+    images.check_inputs(d, "config.knn")
+
+
+def test_shared_data_presets_fail_in_one_line(tmp_path):
+  """`main` on a machine without ../shared/data: one error line naming the path and the key, exit 2,
+  no workdir left behind."""
+  workdir = tmp_path / "run"
+  proc = run_main("--config=configs/byol.py:cpu", f"--workdir={workdir}",
+                  f"--config.data.train_csv={tmp_path}/shared/data/mini/train.csv", timeout=120)
+  errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+  assert proc.returncode == 2 and len(errors) == 1, proc.stderr[-2000:]
+  assert f"config.data.train_csv={tmp_path}/shared/data/mini/train.csv: no such file" in errors[0]
+  assert not os.path.exists(workdir)
+
+
+def test_tfds_worked_example(tmp_path, demo_set):
+  """docs/real-data.md's tfds example, offline and without TensorFlow: a CSV set re-laid as class
+  folders (examples/csv_to_folders.py), prepared as a tfds set on disk (examples/tfds_from_folders.py),
+  read back through `data.source=tfds:image_folders` with the same images and labels."""
+  import importlib.util
+  import ml_collections
+  from tests.helpers import ROOT
+
+  def example(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "examples", name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+  src = os.path.dirname(demo_set["train_csv"])
+  assert example("csv_to_folders").main(src, str(tmp_path / "folders")) == {"train": 24, "val": 8}
+  example("tfds_from_folders").main(str(tmp_path / "folders"), str(tmp_path / "tfds"))
+  data = ml_collections.ConfigDict(dict(source="tfds:image_folders",
+                                        tfds_data_dir=str(tmp_path / "tfds")))
+  csv_train = images.CsvImageSource(demo_set["train_csv"], demo_set["train_dir"], 32)
+  for split, n in (("train", 24), ("val", 8)):
+    tf_src = images.open_source(data, split, 32)
+    folders = images.open_source(ml_collections.ConfigDict(dict(
+        source="", **{f"{split}_csv": "", f"{split}_dir": str(tmp_path / "folders" / split)})),
+        split, 32)
+    assert len(tf_src) == len(folders) == n and tf_src.vocab == folders.vocab == csv_train.vocab
+    assert sorted(tf_src.labels.tolist()) == sorted(folders.labels.tolist())
+  assert np.bincount(tf_src.labels, minlength=4).tolist() == [2, 2, 2, 2]
