@@ -17,7 +17,7 @@ def _stage(**kw):
 def default():
   c = ml_collections.ConfigDict()
   c.task = "dvgo"
-  c.mode = "train"            # train (+ eval) | eval | render
+  c.mode = "train"            # train (+ eval) | eval | render | export | view
   c.seed = 777                # the official run.py seed
   # One checkpoint per stage: a finished workdir keeps only each stage's last one.
   common.loop_keys(c, log_every=100, checkpoint_every=1000, keep_checkpoints=1)
@@ -67,6 +67,16 @@ def default():
 
   c.export = ml_collections.ConfigDict()
   c.export.alpha_thres = 0.05  # mode=export: the surface where alpha crosses this (docs/outputs.md)
+
+  # The browser viewer (docs/viewer.md; needs the 'viewer' extra): mode=view, or during training.
+  c.view = ml_collections.ConfigDict()
+  c.view.host = "127.0.0.1"   # 0.0.0.0: reachable from other machines (no authentication)
+  c.view.port = 8080          # the next free port if taken (the URL printed says which); 0: any
+  c.view.resolution = 0       # longer side of the full-resolution image; 0: the training images'
+  c.view.preview_scale = 4    # while the camera moves: resolution / preview_scale
+  c.view.during_train = False  # mode=train also serves the viewer, showing the current grids
+  c.view.update_every = 100   # during training: new grids for the viewer every this many steps
+  c.view.render_share = 0.25  # during training: the renders take at most this share of the time
   return c
 
 

@@ -120,6 +120,10 @@ DVGO = {
     "render.orbit_elevation": Float(-90.0, 90.0), "render.chunk": Int(256),
     "render.fps": Float(above=0), "render.after_train": Bool(),
     "export.alpha_thres": Float(above=0, below=1),
+    "view.host": Str(pattern=r"\S+", what="a host name or address, e.g. 127.0.0.1 or 0.0.0.0"),
+    "view.port": Int(0, 65535), "view.resolution": Int(0, 4096), "view.preview_scale": Int(1, 16),
+    "view.during_train": Bool(), "view.update_every": Int(1),
+    "view.render_share": Float(above=0, hi=1.0),
 }
 COMPARE = {
     "task": Str(), "mode": Str(), "preset": Str(),

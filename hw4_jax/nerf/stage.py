@@ -104,11 +104,14 @@ def _occupancy(density, shift, ratio, thres):
 class StageRunner:
   """Runs one stage's loop (coarse or fine); `run` returns the trained state and its budgets."""
 
-  def __init__(self, config, workdir, name, cfg, mesh, train, pool, preview=None, curve=None):
+  def __init__(self, config, workdir, name, cfg, mesh, train, pool, preview=None, curve=None,
+               on_grids=None):
     self.config, self.workdir, self.name, self.cfg = config, workdir, name, cfg
     self.mesh, self.train, self.pool = mesh, train, pool
     self.preview = preview   # a split with images: its first view is rendered at the stage end
     self.curve = curve       # an evaluation.QualityCurve, or None
+    # after every step: on_grids(stage, step, total, state, spec) (the viewer during training)
+    self.on_grids = on_grids
     self._steps = {}
 
   def step_fn(self, spec, per_voxel_lr):
@@ -220,11 +223,15 @@ class StageRunner:
           self.curve.maybe(self.name, step, state.params, state.model_state, spec)
         if loop.end_step(step, state, stats, save_extra, scalars=used):
           break
+        if self.on_grids is not None:
+          self.on_grids(self.name, step, total, state, spec)
       loop.finish(step, state, save_extra)
       elapsed = time.perf_counter() - t0
       print(f"[{self.name}] {step - start} steps in {elapsed:.1f}s "
             f"({(step - start) / max(elapsed, 1e-9):.2f} it/s, {compiles} capacity changes)",
             flush=True)
+      if self.on_grids is not None:   # the stage's last grids
+        self.on_grids(self.name, step, total, state, spec, force=True)
       self._preview(state, spec, loop.logger, step)
     return state, caps
 

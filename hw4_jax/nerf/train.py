@@ -22,7 +22,7 @@ from hw4_jax.core import mesh as mesh_lib
 from hw4_jax.core.checkpoint import latest_step
 from hw4_jax.core.errors import UserError
 from hw4_jax.core.state import TrainState
-from hw4_jax.nerf import dvgo, evaluation, export, masked_adam, scene, views
+from hw4_jax.nerf import dvgo, evaluation, export, masked_adam, scene, viewer, views
 from hw4_jax.nerf import grid as grid_lib
 from hw4_jax.nerf import rays as rays_lib
 from hw4_jax.nerf import stage as stage_lib
@@ -41,7 +41,7 @@ def _load_data(config):
   return sc, train, eval_name, held
 
 
-def _coarse(config, workdir, sc, train, mesh, val=None, curve=None):
+def _coarse(config, workdir, sc, train, mesh, val=None, curve=None, on_grids=None):
   cc, near, far = config.coarse, sc.near, sc.far
   bg = 1.0 if config.data.white_bkgd else 0.0
   xyz_min, xyz_max = rays_lib.bbox_from_frustums(train, near, far)
@@ -75,12 +75,14 @@ def _coarse(config, workdir, sc, train, mesh, val=None, curve=None):
                             rng=jax.random.PRNGKey(config.seed), model_state=buffers,
                             update_fn=masked_adam.apply_updates)
   runner = stage_lib.StageRunner(config, workdir, "coarse", cc, mesh, train,
-                                 stage_lib.make_pool(train), preview=val, curve=curve)
+                                 stage_lib.make_pool(train), preview=val, curve=curve,
+                                 on_grids=on_grids)
   state, _ = runner.run(state, [level], pg_scale=(), per_voxel_lr=cc.pervoxel_lr)
   return state, level
 
 
-def _fine(config, workdir, sc, train, mesh, coarse_state, coarse_level, val=None, curve=None):
+def _fine(config, workdir, sc, train, mesh, coarse_state, coarse_level, val=None, curve=None,
+          on_grids=None):
   fc = config.fine
   bg = 1.0 if config.data.white_bkgd else 0.0
   cparams, cbuf = coarse_state.params, coarse_state.model_state
@@ -126,7 +128,8 @@ def _fine(config, workdir, sc, train, mesh, coarse_state, coarse_level, val=None
   print(f"[fine] {hit.size} of {train.poses.shape[0] * train.height * train.width} training rays "
         f"hit the coarse geometry", flush=True)
   runner = stage_lib.StageRunner(config, workdir, "fine", fc, mesh, train,
-                                 stage_lib.make_pool(train, hit), preview=val, curve=curve)
+                                 stage_lib.make_pool(train, hit), preview=val, curve=curve,
+                                 on_grids=on_grids)
   state, caps = runner.run(state, levels, pg_scale=tuple(fc.pg_scale), per_voxel_lr=False)
   # A last occupancy refresh for rendering: it drops only voxels whose whole 3x3x3 neighbourhood has
   # alpha <= fast_color_thres, i.e. samples that compositing skips anyway (the image is unchanged).
@@ -177,10 +180,19 @@ def _orbit_due(config, workdir) -> str | None:
   return out if config.render.after_train and not done else None
 
 
+def _training_view(config, sc, train):
+  """`view.during_train`: the browser viewer of the grids as they train (process 0 serves it)."""
+  if not config.view.during_train or jax.process_index() != 0:
+    return None
+  return viewer.TrainingView(config, sc, train)
+
+
 def train_and_evaluate(config, workdir):
   """Trains coarse + fine (resuming), saves the model, evaluates on the evaluation split, and with
   `render.after_train` renders the orbit videos."""
   _keep_freed_memory()
+  if config.view.during_train:
+    viewer.require_viser()
   coarse_at = latest_step(os.path.join(workdir, "ckpt_coarse")) or 0
   fine_at = latest_step(os.path.join(workdir, "ckpt_fine")) or 0
   trained = os.path.isfile(os.path.join(workdir, "model.npz")) and fine_at >= config.fine.num_iters
@@ -203,10 +215,15 @@ def train_and_evaluate(config, workdir):
     curve = evaluation.QualityCurve(workdir, held, config.eval.curve_every_s,
                                     config.eval.curve_views, clock, config.render.chunk)
   if not trained:
-    coarse_state, coarse_level = _coarse(config, workdir, sc, train, mesh, held, curve)
-    t_coarse = clock.seconds()
-    fine_state, level, caps = _fine(config, workdir, sc, train, mesh, coarse_state, coarse_level,
-                                    held, curve)
+    live = _training_view(config, sc, train)
+    try:
+      coarse_state, coarse_level = _coarse(config, workdir, sc, train, mesh, held, curve, live)
+      t_coarse = clock.seconds()
+      fine_state, level, caps = _fine(config, workdir, sc, train, mesh, coarse_state, coarse_level,
+                                      held, curve, live)
+    finally:
+      if live is not None:
+        live.close()
     seconds = (t_coarse, clock.seconds())
     if curve is not None:   # the last point: the finished model
       curve.maybe("fine", int(fine_state.step), fine_state.params, fine_state.model_state,
@@ -228,4 +245,4 @@ def train_and_evaluate(config, workdir):
 
 
 MODES = {"train": train_and_evaluate, "eval": evaluation.evaluate_mode, "render": views.render_mode,
-         "export": export.export_mode}
+         "export": export.export_mode, "view": viewer.view_mode}

@@ -52,9 +52,13 @@ def _pad(x, n, value):
 class Renderer:
   """Exact rendering of any number of rays / whole images of one model (params + buffers)."""
 
-  def __init__(self, params, buffers, spec: R.RenderSpec, chunk: int = 8192, margin: float = 1.3):
+  def __init__(self, params, buffers, spec: R.RenderSpec, chunk: int = 8192, margin: float = 1.3,
+               fixed_chunk: bool = False):
     self.params, self.buffers, self.spec = params, buffers, spec
     self.chunk, self.margin = int(chunk), float(margin)
+    # fixed_chunk: every call uses `chunk`-ray calls, whatever the number of rays (the viewer's
+    # images come in any size: one compiled function instead of one per size)
+    self.fixed_chunk = bool(fixed_chunk)
 
   @classmethod
   def from_workdir(cls, workdir: str, chunk: int = 8192) -> tuple["Renderer", dict]:
@@ -69,7 +73,9 @@ class Renderer:
     mix of empty and busy rays and the budgets rarely overflow."""
     rays_o, rays_d = np.asarray(rays_o, np.float32), np.asarray(rays_d, np.float32)
     n, spec = rays_o.shape[0], self.spec
-    chunk = min(self.chunk, max(256, int(math.ceil(n / 256) * 256)))
+    chunk = self.chunk
+    if not self.fixed_chunk:
+      chunk = min(chunk, max(256, int(math.ceil(n / 256) * 256)))
     n_chunks = -(-n // chunk)
     order = np.concatenate([np.arange(k, n, n_chunks) for k in range(n_chunks)])
     bigger = spec._replace(cap_points=min(4 * spec.cap_points, spec.n_slots),
