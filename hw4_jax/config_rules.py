@@ -228,9 +228,6 @@ def _cross_checks(task: str, v: dict, prefix: str) -> None:
   if v.get("data.far") is not None and v.get("data.near") is not None and (
       v["data.far"] <= v["data.near"]):
     _fail(prefix + "data.far", v["data.far"], f"a value above data.near={v['data.near']}")
-  if task == "dvgo" and any(p > v["fine.num_iters"] for p in v["fine.pg_scale"]):
-    _fail(prefix + "fine.pg_scale", v["fine.pg_scale"],
-          f"scaling steps <= fine.num_iters={v['fine.num_iters']}")
   if "train.num_steps" in v and not (v["train.num_steps"] or v["train.num_epochs"]):
     _fail(prefix + "train.num_steps", 0, "> 0 when train.num_epochs is 0")
   if v.get("probe.l2") == ():

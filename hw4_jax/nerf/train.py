@@ -133,8 +133,10 @@ def _fine(config, workdir, sc, train, mesh, coarse_state, coarse_level, val=None
   state, caps = runner.run(state, levels, pg_scale=tuple(fc.pg_scale), per_voxel_lr=False)
   # A last occupancy refresh for rendering: it drops only voxels whose whole 3x3x3 neighbourhood has
   # alpha <= fast_color_thres, i.e. samples that compositing skips anyway (the image is unchanged).
-  state = runner.refresh(state, levels[-1])
-  return state, levels[-1], caps
+  # the level the run reached: scaling steps past fine.num_iters never happen (a short run)
+  final = levels[stage_lib.level_index(int(state.step), fc.pg_scale)]
+  state = runner.refresh(state, final)
+  return state, final, caps
 
 
 def _keep_freed_memory():

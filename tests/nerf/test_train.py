@@ -229,3 +229,17 @@ def test_quality_curve_scores_its_views_on_schedule_with_the_clock_stopped(train
   renderer, _ = views.Renderer.from_workdir(str(trained))
   want = evaluation.evaluate_split(renderer, first3, lpips=False)["psnr"]
   assert rows[0]["psnr"] == pytest.approx(want, abs=1e-3)
+
+
+def test_scaling_steps_past_num_iters_leave_the_model_at_the_level_it_reached(tmp_path):
+  """A short run of a preset whose `pg_scale` goes past `fine.num_iters` (the demo preset with 300
+  fine steps) is accepted, and its model is saved and scored at the level the run reached."""
+  work = tmp_path / "short"
+  args = [a for a in TINY if not a.startswith("--config.fine.pg_scale")]
+  _ok(run_main(*args, "--config.fine.pg_scale=(10,1000)", "--config.eval.lpips=False",
+               f"--workdir={work}", timeout=600))
+  meta = json.loads((work / "model.json").read_text())
+  grids = _model(work)
+  assert list(grids["params['density']"].shape[:3]) == meta["world_size"]
+  assert grids["buffers['mask']"].shape == tuple(meta["world_size"])
+  assert json.loads((work / "metrics.json").read_text())["psnr"] > 10
