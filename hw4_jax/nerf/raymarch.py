@@ -75,11 +75,13 @@ def fit_budgets(per_ray, n_slots: int, margin: float) -> tuple[float, float]:
   return want[0], min(want[1], want[0])
 
 
-def adapt_budgets(budgets, per_ray, n_slots: int, margin: float) -> tuple[float, float]:
-  """New budgets when a measured count reaches 98% of its budget or the fit is under 2/3 of it."""
+def adapt_budgets(budgets, per_ray, n_slots: int, margin: float,
+                  shrink: bool = True) -> tuple[float, float]:
+  """New budgets when a measured count reaches 98% of its budget or (`shrink`) the fit is under
+  2/3 of it."""
   want = fit_budgets(per_ray, n_slots, margin)
   if (any(x > b * 0.98 for x, b in zip(per_ray, budgets))
-      or any(w < b / 1.5 for w, b in zip(want, budgets))):
+      or shrink and any(w < b / 1.5 for w, b in zip(want, budgets))):
     return want
   return tuple(budgets)
 

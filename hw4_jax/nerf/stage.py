@@ -4,8 +4,9 @@ The step is a pure `state, pool -> state, stats` jitted once per (grid shape, bu
 ray batch is drawn inside it from `state.step_rng()`, so it is the same for any device count and
 after a resume. Between steps the host only changes the grid resolution (at `pg_scale`), refreshes
 the mask cache every `occupancy_every` steps (at 500, 1500, ... for 1000, as DVGO) and, at logging
-steps and early in each level, resizes the compacted buffers when the measured samples per ray drift
-away from their budgets (saved with the checkpoint, so a resumed run makes the same choices).
+steps resizes the compacted buffers when the measured samples per ray drift away from their budgets
+(saved with the checkpoint, so a resumed run makes the same choices). Each level's budgets are
+fitted to its samples per ray counted before its first step, so each level's step compiles once.
 Resume, logging, checkpoints and stops are `core.loop`'s.
 """
 
@@ -27,7 +28,10 @@ from hw4_jax.nerf import rays as rays_lib
 from hw4_jax.nerf import raymarch as R
 from hw4_jax.nerf.views import Renderer, depth_rgb, render_spec
 
-ADAPT_AFTER = (5, 20, 50)   # steps into a level at which the budgets are also re-checked
+# A smaller budget compiles the step again (~5 s on 2 CPU cores): only worth it with this many
+# steps left at the level; a nearly full budget is enlarged at once (its rays would be dropped).
+SHRINK_IF_STEPS_LEFT = 200
+COUNT_RAYS = 8192           # training rays whose samples are counted at the start of a level
 
 
 def make_tx(cfg):
@@ -96,6 +100,19 @@ def lookup_mask(src, xyz_min, xyz_max, size):
   return grid_lib.mask_lookup(src["mask"], pts, src["xyz_min"], src["xyz_max"]).reshape(size)
 
 
+@functools.partial(jax.jit, static_argnames=("spec", "height", "width", "pooled"))
+def _points_per_ray(buffers, pool, spec, height, width, pooled):
+  """Mean candidate samples (inside the bbox and the mask cache) of COUNT_RAYS training rays."""
+  key = jax.random.PRNGKey(0)
+  if pooled:
+    pix = pool["ids"][jax.random.randint(key, (COUNT_RAYS,), 0, pool["ids"].shape[0])]
+  else:
+    pix = jax.random.randint(key, (COUNT_RAYS,), 0, pool["images"].shape[0])
+  rays_o, rays_d = rays_lib.rays_from_pixels(pool["poses"], pool["intrinsics"], pix, height, width)
+  ok, _, _ = R.slot_mask(buffers, rays_o, rays_d, spec)
+  return jnp.sum(ok) / COUNT_RAYS
+
+
 @functools.partial(jax.jit, static_argnames=("ratio", "thres"))
 def _occupancy(density, shift, ratio, thres):
   return grid_lib.max_pool3(dvgo.alpha_grid(density, shift, ratio)) > thres
@@ -105,13 +122,14 @@ class StageRunner:
   """Runs one stage's loop (coarse or fine); `run` returns the trained state and its budgets."""
 
   def __init__(self, config, workdir, name, cfg, mesh, train, pool, preview=None, curve=None,
-               on_grids=None):
+               on_grids=None, clock=None):
     self.config, self.workdir, self.name, self.cfg = config, workdir, name, cfg
     self.mesh, self.train, self.pool = mesh, train, pool
     self.preview = preview   # a split with images: its first view is rendered at the stage end
     self.curve = curve       # an evaluation.QualityCurve, or None
     # after every step: on_grids(stage, step, total, state, spec) (the viewer during training)
     self.on_grids = on_grids
+    self.clock = clock       # an evaluation.TrainClock: the stage-end preview is left out of it
     self._steps = {}
 
   def step_fn(self, spec, per_voxel_lr):
@@ -158,7 +176,7 @@ class StageRunner:
     buf = dict(state.model_state)
     ratio = dvgo.voxel_size_ratio(new, cfg.stepsize)
     # the previous level's mask (coarse mask & occupancy so far), read at the new resolution (DVGO)
-    mask = lookup_mask(buf, np.asarray(buf["xyz_min"]), np.asarray(buf["xyz_max"]), new.world_size)
+    mask = lookup_mask(buf, buf["xyz_min"], buf["xyz_max"], new.world_size)
     buf["mask"] = mask & _occupancy(params["density"], buf["act_shift"], ratio,
                                     float(cfg.fast_color_thres))
     buf["act_shift"] = buf["act_shift"] - cfg.decay_after_scale
@@ -172,49 +190,56 @@ class StageRunner:
                                            float(self.cfg.fast_color_thres))
     return state.replace(model_state=buf)
 
+  def fitted_budgets(self, state, level: dvgo.Level, pool, colour_share: float):
+    """Budgets for a level from its counted samples per ray (colour: `colour_share` of them)."""
+    points = float(_points_per_ray(state.model_state, pool, level.spec, self.train.height,
+                                   self.train.width, "ids" in pool))
+    return R.fit_budgets((points, points * colour_share), level.spec.n_slots,
+                         float(self.cfg.cap_margin))
+
   def run(self, state, levels, pg_scale, per_voxel_lr):
     """Trains to `num_iters` (resuming); -> (state, final per-ray budgets)."""
     cfg, total = self.cfg, int(self.cfg.num_iters)
     margin = float(cfg.cap_margin)
+    rep = mesh_lib.replicated(self.mesh)
     with Loop(self.config, self.workdir, self.name, total,
               os.path.join(self.workdir, f"ckpt_{self.name}")) as loop:
       state, extra = loop.restore(state, {})
       start = loop.start
       k = level_index(start, pg_scale)
-      caps = tuple(extra["caps"]) if "caps" in extra else (float(cfg.cap_points),
-                                                            float(cfg.cap_color))
-      seen = tuple(extra["seen"]) if "seen" in extra else None   # last measured counts per ray
-      spec = levels[k].spec._replace(cap_points=caps[0], cap_color=caps[1])
-      state = jax.device_put(state, mesh_lib.replicated(self.mesh))
+      state = jax.device_put(state, rep)
       pool = mesh_lib.replicate(self.pool, self.mesh)
+      seen = tuple(extra["seen"]) if "seen" in extra else None   # last measured counts per ray
+      caps = tuple(extra["caps"]) if "caps" in extra else None
+      if caps is None:
+        caps = (self.fitted_budgets(state, levels[k], pool, 1.0) if start < total else
+                (float(cfg.cap_points), float(cfg.cap_color)))
+      spec = levels[k].spec._replace(cap_points=caps[0], cap_color=caps[1])
       fn = self.step_fn(spec, per_voxel_lr)
       t0, compiles, step = time.perf_counter(), 0, start
-      level_start = pg_scale[k - 1] - 1 if k else 0   # the loop index at which this level began
       save_extra = lambda: {"caps": list(caps), **({"seen": list(seen)} if seen else {})}
       for s in range(start, total):
         step = s + 1
         if step in pg_scale:
           k += 1
-          state = self.scale(state, levels[k])
-          n_new, n_old = levels[k].spec.n_slots, levels[k - 1].spec.n_slots
-          if seen:   # samples per ray grow with the resolution: start from the scaled counts
-            seen = tuple(x * n_new / n_old for x in seen)
-            caps = R.fit_budgets(seen, n_new, margin)
-          else:
-            caps = (float(cfg.cap_points), float(cfg.cap_color))
+          # committed to the step's sharding, or the next call compiles the step a second time
+          state = jax.device_put(self.scale(state, levels[k]), rep)
+          share = seen[1] / max(seen[0], 1e-6) if seen else 1.0
+          caps = self.fitted_budgets(state, levels[k], pool, share)
           spec = levels[k].spec._replace(cap_points=caps[0], cap_color=caps[1])
           fn = self.step_fn(spec, per_voxel_lr)
-          level_start = s
           print(f"[{self.name}] step {step}: grid {levels[k].world_size}, {spec.n_slots} "
-                f"samples/ray", flush=True)
+                f"samples/ray, budgets {caps}", flush=True)
         if cfg.occupancy_every and (step + cfg.occupancy_every // 2) % cfg.occupancy_every == 0:
           state = self.refresh(state, levels[k])
         state, stats = fn(state, pool)
         used = {"debug/cap_points": caps[0], "debug/cap_color": caps[1]}
-        if loop.logger.due(step) or step - level_start in ADAPT_AFTER:
+        if loop.logger.due(step):
           host = jax.device_get(stats)
           seen = (float(host["debug/points_per_ray"]), float(host["debug/color_per_ray"]))
-          new = R.adapt_budgets(caps, seen, spec.n_slots, margin)
+          level_end = next((p - 1 for p in pg_scale if p > step), total)
+          new = R.adapt_budgets(caps, seen, spec.n_slots, margin,
+                                shrink=level_end - step >= SHRINK_IF_STEPS_LEFT)
           if new != caps:
             caps, compiles = new, compiles + 1
             spec = spec._replace(cap_points=caps[0], cap_color=caps[1])
@@ -232,7 +257,10 @@ class StageRunner:
             flush=True)
       if self.on_grids is not None:   # the stage's last grids
         self.on_grids(self.name, step, total, state, spec, force=True)
+      t_preview = time.perf_counter()
       self._preview(state, spec, loop.logger, step)
+      if self.clock is not None:   # a rendered image, not training
+        self.clock.pause(time.perf_counter() - t_preview)
     return state, caps
 
   def _preview(self, state, spec, logger, step):

@@ -41,7 +41,7 @@ def _load_data(config):
   return sc, train, eval_name, held
 
 
-def _coarse(config, workdir, sc, train, mesh, val=None, curve=None, on_grids=None):
+def _coarse(config, workdir, sc, train, mesh, val=None, curve=None, on_grids=None, clock=None):
   cc, near, far = config.coarse, sc.near, sc.far
   bg = 1.0 if config.data.white_bkgd else 0.0
   xyz_min, xyz_max = rays_lib.bbox_from_frustums(train, near, far)
@@ -76,13 +76,13 @@ def _coarse(config, workdir, sc, train, mesh, val=None, curve=None, on_grids=Non
                             update_fn=masked_adam.apply_updates)
   runner = stage_lib.StageRunner(config, workdir, "coarse", cc, mesh, train,
                                  stage_lib.make_pool(train), preview=val, curve=curve,
-                                 on_grids=on_grids)
+                                 on_grids=on_grids, clock=clock)
   state, _ = runner.run(state, [level], pg_scale=(), per_voxel_lr=cc.pervoxel_lr)
   return state, level
 
 
 def _fine(config, workdir, sc, train, mesh, coarse_state, coarse_level, val=None, curve=None,
-          on_grids=None):
+          on_grids=None, clock=None):
   fc = config.fine
   bg = 1.0 if config.data.white_bkgd else 0.0
   cparams, cbuf = coarse_state.params, coarse_state.model_state
@@ -129,7 +129,7 @@ def _fine(config, workdir, sc, train, mesh, coarse_state, coarse_level, val=None
         f"hit the coarse geometry", flush=True)
   runner = stage_lib.StageRunner(config, workdir, "fine", fc, mesh, train,
                                  stage_lib.make_pool(train, hit), preview=val, curve=curve,
-                                 on_grids=on_grids)
+                                 on_grids=on_grids, clock=clock)
   state, caps = runner.run(state, levels, pg_scale=tuple(fc.pg_scale), per_voxel_lr=False)
   # A last occupancy refresh for rendering: it drops only voxels whose whole 3x3x3 neighbourhood has
   # alpha <= fast_color_thres, i.e. samples that compositing skips anyway (the image is unchanged).
@@ -211,7 +211,8 @@ def train_and_evaluate(config, workdir):
   sc, train, eval_name, held = _load_data(config)
   mesh = mesh_lib.make_mesh()
   os.makedirs(workdir, exist_ok=True)
-  clock = evaluation.TrainClock()   # training wall time (compilation included), curve left out
+  # training wall time (compilation included), the curve and the stage-end previews left out
+  clock = evaluation.TrainClock()
   curve = None
   if config.eval.curve_every_s:
     curve = evaluation.QualityCurve(workdir, held, config.eval.curve_every_s,
@@ -219,10 +220,11 @@ def train_and_evaluate(config, workdir):
   if not trained:
     live = _training_view(config, sc, train)
     try:
-      coarse_state, coarse_level = _coarse(config, workdir, sc, train, mesh, held, curve, live)
+      coarse_state, coarse_level = _coarse(config, workdir, sc, train, mesh, held, curve, live,
+                                           clock)
       t_coarse = clock.seconds()
       fine_state, level, caps = _fine(config, workdir, sc, train, mesh, coarse_state, coarse_level,
-                                      held, curve, live)
+                                      held, curve, live, clock)
     finally:
       if live is not None:
         live.close()

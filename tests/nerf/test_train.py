@@ -243,3 +243,15 @@ def test_scaling_steps_past_num_iters_leave_the_model_at_the_level_it_reached(tm
   assert list(grids["params['density']"].shape[:3]) == meta["world_size"]
   assert grids["buffers['mask']"].shape == tuple(meta["world_size"])
   assert json.loads((work / "metrics.json").read_text())["psnr"] > 10
+
+
+def test_each_grid_level_compiles_its_step_once(tmp_path):
+  """The training step compiles once per grid level (coarse, and each fine level), plus once per
+  logged budget change: the budgets are fitted to counted samples before a level's first step, and
+  the scaled state is committed to the step's sharding (else the second step compiled again)."""
+  import re
+  proc = _ok(run_main(*TINY, "--config.mode=train", "--config.eval.lpips=False",
+                      f"--workdir={tmp_path / 'run'}", timeout=600, JAX_LOG_COMPILES="1"))
+  compiles = len(re.findall(r"compilation of jit\(step\)", proc.stderr))
+  changes = sum(int(n) for n in re.findall(r"(\d+) capacity changes", proc.stdout))
+  assert compiles == 1 + 2 + changes, (compiles, changes)
