@@ -76,12 +76,12 @@ def fit_budgets(per_ray, n_slots: int, margin: float) -> tuple[float, float]:
 
 
 def adapt_budgets(budgets, per_ray, n_slots: int, margin: float,
-                  shrink: bool = True) -> tuple[float, float]:
-  """New budgets when a measured count reaches 98% of its budget or (`shrink`) the fit is under
-  2/3 of it."""
+                  shrink_below: float = 2 / 3) -> tuple[float, float]:
+  """New budgets when a measured count reaches 98% of its budget or the fit is under
+  `shrink_below` of it (0: never shrink)."""
   want = fit_budgets(per_ray, n_slots, margin)
   if (any(x > b * 0.98 for x, b in zip(per_ray, budgets))
-      or shrink and any(w < b / 1.5 for w, b in zip(want, budgets))):
+      or any(w < b * shrink_below for w, b in zip(want, budgets))):
     return want
   return tuple(budgets)
 

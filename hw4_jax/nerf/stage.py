@@ -28,8 +28,10 @@ from hw4_jax.nerf import rays as rays_lib
 from hw4_jax.nerf import raymarch as R
 from hw4_jax.nerf.views import Renderer, depth_rgb, render_spec
 
-# A smaller budget compiles the step again (~5 s on 2 CPU cores): only worth it with this many
-# steps left at the level; a nearly full budget is enlarged at once (its rays would be dropped).
+# A nearly full budget is enlarged at once (its rays would be dropped). A smaller one (any lower
+# rung of the ladder: the step's cost follows the budgets) compiles the step again (~5 s on 2 CPU
+# cores): only with this many steps left at the level. Within a level the samples per ray only
+# fall (the mask cache only loses voxels) and the coloured ones mostly do (the geometry sharpens).
 SHRINK_IF_STEPS_LEFT = 200
 COUNT_RAYS = 8192           # training rays whose samples are counted at the start of a level
 
@@ -210,10 +212,12 @@ class StageRunner:
       state = jax.device_put(state, rep)
       pool = mesh_lib.replicate(self.pool, self.mesh)
       seen = tuple(extra["seen"]) if "seen" in extra else None   # last measured counts per ray
-      caps = tuple(extra["caps"]) if "caps" in extra else None
-      if caps is None:
-        caps = (self.fitted_budgets(state, levels[k], pool, 1.0) if start < total else
-                (float(cfg.cap_points), float(cfg.cap_color)))
+      if "caps" in extra:
+        caps = tuple(extra["caps"])
+      elif start == 0:
+        caps = self.fitted_budgets(state, levels[k], pool, 1.0)
+      else:   # a checkpoint from before the budgets were saved with it
+        caps = (float(cfg.cap_points), float(cfg.cap_color))
       spec = levels[k].spec._replace(cap_points=caps[0], cap_color=caps[1])
       fn = self.step_fn(spec, per_voxel_lr)
       t0, compiles, step = time.perf_counter(), 0, start
@@ -238,8 +242,8 @@ class StageRunner:
           host = jax.device_get(stats)
           seen = (float(host["debug/points_per_ray"]), float(host["debug/color_per_ray"]))
           level_end = next((p - 1 for p in pg_scale if p > step), total)
-          new = R.adapt_budgets(caps, seen, spec.n_slots, margin,
-                                shrink=level_end - step >= SHRINK_IF_STEPS_LEFT)
+          shrink = 1.0 if level_end - step >= SHRINK_IF_STEPS_LEFT else 0.0
+          new = R.adapt_budgets(caps, seen, spec.n_slots, margin, shrink_below=shrink)
           if new != caps:
             caps, compiles = new, compiles + 1
             spec = spec._replace(cap_points=caps[0], cap_color=caps[1])

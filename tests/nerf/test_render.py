@@ -114,3 +114,12 @@ def test_depth_colour_map_is_turbo_masked_by_opacity():
   np.testing.assert_array_equal(rgb[0, 3], 0.0)                      # nothing hit: black
   half = views.depth_rgb(np.array([[2.0]]), np.array([[0.5]]), 2.0, 6.0)  # depth / acc = 4
   np.testing.assert_allclose(half[0, 0], 0.5 * np.asarray(colormaps["turbo"](0.5)[:3]), atol=1e-6)
+
+
+def test_budgets_grow_when_nearly_full_and_shrink_only_when_asked():
+  assert R.fit_budgets((42.0, 21.0), 185, 1.3) == (64.0, 32.0)          # 54.6 -> 64, 27.3 -> 32
+  assert R.adapt_budgets((80.0, 40.0), (42.0, 21.0), 185, 1.3) == (80.0, 40.0)    # within 2/3
+  assert R.adapt_budgets((80.0, 40.0), (42.0, 21.0), 185, 1.3, shrink_below=1.0) == (64.0, 32.0)
+  assert R.adapt_budgets((80.0, 40.0), (20.0, 10.0), 185, 1.3, shrink_below=0.0) == (80.0, 40.0)
+  # a nearly full budget grows whatever shrink_below says
+  assert R.adapt_budgets((48.0, 32.0), (47.5, 20.0), 185, 1.3, shrink_below=0.0) == (64.0, 32.0)
