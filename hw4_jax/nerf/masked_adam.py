@@ -8,10 +8,7 @@ DVGO `skip_zero_grad_fields`) the rows are first reduced to one per distinct vox
      compacted (prefix sum) into a list of distinct voxels of fixed capacity `unique_frac * rows`,
   3. rows are scatter-added into a small [capacity, C] buffer by their voxel's slot.
 Adam then touches only those voxels (m, v and the params gathered and written once each), and
-voxels whose summed gradient is exactly zero are left alone, as MaskedAdam. A one-channel grid (the
-density) skips the list: its rows are summed into a zero grid and Adam runs over the whole grid
-where that sum is non-zero (the same update; measured 3.9 against 24.9 ms for 1.3M rows into a
-1M-voxel grid, while for the 12-channel k0 the list is the cheaper one). Were there more
+voxels whose summed gradient is exactly zero are left alone, as MaskedAdam. Were there more
 distinct voxels than the capacity, the excess skips this step's update; `LeafState.unique` keeps
 the count (the training loop logs it). With `skip_zero_grad=False` (coarse stage) the rows are
 summed into a dense gradient and the whole grid gets plain Adam.
@@ -125,11 +122,7 @@ def dvgo_adam(learning_rates: Mapping[str, float], decay_steps: float, b1: float
       st = state.leaves[key]
       if key in sparse_keys:
         plr = None if per_voxel_lr is None else per_voxel_lr.get(key)
-        if not skip_zero_grad:
-          step_fn = _dense_step
-        else:
-          step_fn = _masked_dense_step if st.m.shape[-1] == 1 else _sparse_step
-        updates[key], leaves[key] = step_fn(g, st, lr, plr)
+        updates[key], leaves[key] = (_sparse_step if skip_zero_grad else _dense_step)(g, st, lr, plr)
       else:
         out = jax.tree.map(lambda gl, sl: adam(sl.m, sl.v, gl, lr), g, st,
                            is_leaf=lambda x: isinstance(x, LeafState))
@@ -151,18 +144,6 @@ def dvgo_adam(learning_rates: Mapping[str, float], decay_steps: float, b1: float
     m = st.m.at[uids].set(jnp.where(nz, m_new, m_old), mode="drop")
     v = st.v.at[uids].set(jnp.where(nz, v_new, v_old), mode="drop")
     return SparseGrad(ids=uids, rows=jnp.where(nz, step, 0.0)), LeafState(m, v, owner, n_unique)
-
-  def _masked_dense_step(g: SparseGrad, st: LeafState, lr, plr):
-    dense_g = jnp.zeros_like(st.m).at[g.ids].add(g.rows, mode=_IN)
-    m_new, v_new, step = adam(st.m, st.v, dense_g, lr)
-    nz = dense_g != 0                     # MaskedAdam: zero-gradient entries keep their state
-    if plr is not None:
-      step = step * plr[:, None]
-    empty = SparseGrad(ids=jnp.zeros((0,), jnp.int32), rows=jnp.zeros((0, step.shape[-1])),
-                       dense=jnp.where(nz, step, 0.0))
-    # `owner` stays (unused) so that checkpoints keep one layout
-    return empty, LeafState(jnp.where(nz, m_new, st.m), jnp.where(nz, v_new, st.v), st.owner,
-                            jnp.zeros((), jnp.int32))
 
   def _dense_step(g: SparseGrad, st: LeafState, lr, plr):
     dense_g = jnp.zeros_like(st.m).at[g.ids].add(g.rows, mode=_IN)
