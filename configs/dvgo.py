@@ -121,8 +121,8 @@ def cpu():
 
 
 def cpu_fast():
-  """Lego at 200x200 in ~4.5 minutes of training: the "did my scene load right?" run (val PSNR
-  30.9 in 272 s; the aim of 31 dB in 3 minutes is not reached: docs/tuning-log.md)."""
+  """Lego at 200x200 in ~4 minutes of training: the "did my scene load right?" run (val PSNR
+  30.9 in 249 s; the aim of 31 dB in 3 minutes is not reached: docs/tuning-log.md)."""
   c = cpu()
   # Fewer coarse steps (it only finds the bbox and the mask cache); a 100^3 fine grid (as good per
   # step as 128^3 this early, and cheaper) reached by three scalings, 1400 steps.
