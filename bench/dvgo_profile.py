@@ -89,7 +89,7 @@ def main():
 
   @jax.jit
   def ray_batch(pool):
-    pix = pool["ids"][jax.random.randint(jax.random.PRNGKey(1), (batch,), 0, pool["ids"].shape[0])]
+    pix = stage_lib.draw_pixels(jax.random.PRNGKey(1), pool, batch)
     o, d = rays_lib.rays_from_pixels(pool["poses"], pool["intrinsics"], pix, train.height,
                                      train.width)
     return o, d, pool["images"][pix]

@@ -102,14 +102,17 @@ def lookup_mask(src, xyz_min, xyz_max, size):
   return grid_lib.mask_lookup(src["mask"], pts, src["xyz_min"], src["xyz_max"]).reshape(size)
 
 
-@functools.partial(jax.jit, static_argnames=("spec", "height", "width", "pooled"))
-def _points_per_ray(buffers, pool, spec, height, width, pooled):
+def draw_pixels(key, pool, n: int):
+  """`n` flat pixel ids drawn uniformly from the pool's usable ids (`ids`) or from every pixel."""
+  if "ids" in pool:
+    return pool["ids"][jax.random.randint(key, (n,), 0, pool["ids"].shape[0])]
+  return jax.random.randint(key, (n,), 0, pool["images"].shape[0])
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "height", "width"))
+def _points_per_ray(buffers, pool, spec, height, width):
   """Mean candidate samples (inside the bbox and the mask cache) of COUNT_RAYS training rays."""
-  key = jax.random.PRNGKey(0)
-  if pooled:
-    pix = pool["ids"][jax.random.randint(key, (COUNT_RAYS,), 0, pool["ids"].shape[0])]
-  else:
-    pix = jax.random.randint(key, (COUNT_RAYS,), 0, pool["images"].shape[0])
+  pix = draw_pixels(jax.random.PRNGKey(0), pool, COUNT_RAYS)
   rays_o, rays_d = rays_lib.rays_from_pixels(pool["poses"], pool["intrinsics"], pix, height, width)
   ok, _, _ = R.slot_mask(buffers, rays_o, rays_d, spec)
   return jnp.sum(ok) / COUNT_RAYS
@@ -139,17 +142,12 @@ class StageRunner:
     if key in self._steps:
       return self._steps[key]
     cfg, mesh, tr = self.cfg, self.mesh, self.train
-    batch, pooled = int(cfg.batch_size), self.name == "fine"
+    batch = int(cfg.batch_size)
     weights = (float(cfg.weight_main), float(cfg.weight_entropy_last), float(cfg.weight_rgbper))
     skip_zero_grad, unique_frac = bool(cfg.get("skip_zero_grad", False)), float(cfg.unique_frac)
 
     def step(state, pool):
-      key = state.step_rng()
-      if pooled:
-        pix = pool["ids"][jax.random.randint(key, (batch,), 0, pool["ids"].shape[0])]
-      else:
-        pix = jax.random.randint(key, (batch,), 0, pool["images"].shape[0])
-      pix = mesh_lib.constrain(pix, mesh)
+      pix = mesh_lib.constrain(draw_pixels(state.step_rng(), pool, batch), mesh)
       rays_o, rays_d = rays_lib.rays_from_pixels(pool["poses"], pool["intrinsics"], pix, tr.height,
                                                  tr.width)
       target = pool["images"][pix]
@@ -195,7 +193,7 @@ class StageRunner:
   def fitted_budgets(self, state, level: dvgo.Level, pool, colour_share: float):
     """Budgets for a level from its counted samples per ray (colour: `colour_share` of them)."""
     points = float(_points_per_ray(state.model_state, pool, level.spec, self.train.height,
-                                   self.train.width, "ids" in pool))
+                                   self.train.width))
     return R.fit_budgets((points, points * colour_share), level.spec.n_slots,
                          float(self.cfg.cap_margin))
 
