@@ -102,7 +102,7 @@ def pretrain_bounded(task: str, minutes: float, workdir: str) -> dict:
   steps = max(int(0.85 * budget / per_step), 2)
   c.train.num_steps = steps
   c.time_budget_s = budget
-  c.knn.every = c.probe.every = max(steps // 2, 1)
+  c.knn.every = c.probe.every = -(-steps // 2)   # half-way and at the end (ceil: not one step early)
   print(f"[bench] {task}: {per_step:.2f} s/step -> {steps} steps in {minutes:g} min "
         f"({steps * c.train.batch_size / num_images(c.data):.1f} epochs of "
         f"{os.path.basename(os.path.dirname(c.data.train_dir))})", flush=True)

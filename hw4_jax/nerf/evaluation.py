@@ -6,6 +6,7 @@ renders to `WORKDIR/val_renders/` and the scores to `WORKDIR/metrics.json` and T
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -50,16 +51,22 @@ def evaluate_split(renderer: Renderer, split: scene.Split, out_dir: str | None =
 
 
 class TrainClock:
-  """Wall time of training, with the quality-curve evaluations left out of it."""
+  """Wall time of training, with the renders (quality curve, stage previews) left out of it."""
 
   def __init__(self):
-    self._t0, self._paused = time.perf_counter(), 0.0
+    self._t0, self.paused_s = time.perf_counter(), 0.0
 
   def seconds(self) -> float:
-    return time.perf_counter() - self._t0 - self._paused
+    return time.perf_counter() - self._t0 - self.paused_s
 
-  def pause(self, seconds: float) -> None:
-    self._paused += seconds
+  @contextlib.contextmanager
+  def paused(self):
+    """Time spent inside the block (renders, previews) is not training time."""
+    t0 = time.perf_counter()
+    try:
+      yield
+    finally:
+      self.paused_s += time.perf_counter() - t0
 
 
 class QualityCurve:
@@ -81,17 +88,16 @@ class QualityCurve:
     now = self.clock.seconds()
     if not force and now < self.next:
       return
-    t0 = time.perf_counter()
-    renderer = Renderer(params, buffers, render_spec(spec), self.chunk)
-    psnr = float(np.mean([image_metrics.psnr(renderer.image(self.split.camera(i), c2w)[0],
-                                             self.split.images[i])[0]
-                          for i, c2w in enumerate(self.split.poses)]))
-    self.logger.scalars(int(round(now)), {"psnr": psnr, "train_s": now, f"{loop}_step": step})
-    print(f"[curve] {now:.0f}s of training ({loop} step {step}): psnr {psnr:.2f} on "
-          f"{len(self.split)} views", flush=True)
+    with self.clock.paused():
+      renderer = Renderer(params, buffers, render_spec(spec), self.chunk)
+      psnr = float(np.mean([image_metrics.psnr(renderer.image(self.split.camera(i), c2w)[0],
+                                               self.split.images[i])[0]
+                            for i, c2w in enumerate(self.split.poses)]))
+      self.logger.scalars(int(round(now)), {"psnr": psnr, "train_s": now, f"{loop}_step": step})
+      print(f"[curve] {now:.0f}s of training ({loop} step {step}): psnr {psnr:.2f} on "
+            f"{len(self.split)} views", flush=True)
     while self.next <= now:
       self.next += self.every_s
-    self.clock.pause(time.perf_counter() - t0)
 
   def close(self) -> None:
     self.logger.close()

@@ -12,6 +12,7 @@ Resume, logging, checkpoints and stops are `core.loop`'s.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import time
@@ -259,10 +260,9 @@ class StageRunner:
             flush=True)
       if self.on_grids is not None:   # the stage's last grids
         self.on_grids(self.name, step, total, state, spec, force=True)
-      t_preview = time.perf_counter()
-      self._preview(state, spec, loop.logger, step)
-      if self.clock is not None:   # a rendered image, not training
-        self.clock.pause(time.perf_counter() - t_preview)
+      # A rendered image, not training: off the clock.
+      with self.clock.paused() if self.clock is not None else contextlib.nullcontext():
+        self._preview(state, spec, loop.logger, step)
     return state, caps
 
   def _preview(self, state, spec, logger, step):
